@@ -1,0 +1,30 @@
+"""BalDistill Studio: Streamlit entry point (`streamlit run app.py`).
+
+Navigation over the files in pages/; the workspace and dataset picker live in the sidebar.
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+st.set_page_config(page_title="BalDistill Studio", page_icon="⚖️", layout="wide")
+
+HERE = Path(__file__).resolve().parent
+# (file, title, icon, url path) in the order of the demo tour.
+PAGES = [
+    ("home.py", "Home", ":material/home:", "home"),
+    ("data.py", "Data", ":material/bar_chart:", "data"),
+    ("map.py", "Map", ":material/scatter_plot:", "map"),
+    ("plan.py", "Plan", ":material/checklist:", "plan"),
+    ("review.py", "Review", ":material/fact_check:", "review"),
+    ("training.py", "Training", ":material/model_training:", "training"),
+    ("compare.py", "Compare", ":material/compare_arrows:", "compare"),
+]
+
+pages = [
+    st.Page(str(HERE / "pages" / f), title=title, icon=icon, url_path=url, default=(i == 0))
+    for i, (f, title, icon, url) in enumerate(p for p in PAGES if (HERE / "pages" / p[0]).exists())
+]
+nav = st.navigation(pages)
+st.sidebar.caption("BalDistill Studio · multi-stage balanced distillation")
+nav.run()

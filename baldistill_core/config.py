@@ -1,0 +1,201 @@
+"""Typed configuration: one class per concern, the single source of every default.
+
+The YAML run file, the CLI and the UI form are all built from these classes; a widget
+reads its default and help text from ``Model.model_fields[name]`` rather than retyping it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TaskType = Literal["classification", "math", "multiple_choice", "qa"]
+PolicyName = Literal["random", "naive", "adaptive", "duplicate"]
+MethodName = Literal[
+    "zero_shot_cot",
+    "random_ft",
+    "random_ft_cot",
+    "duplicate_ft_cot",
+    "balance_ft_cot",
+    "active_ft_cot",
+    "baldistill_n",
+    "baldistill_a",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatasetSpec(_Strict):
+    """Where a dataset lives and which fields play which role."""
+
+    name: str = Field(description="Short name, unique in the workspace (letters, digits, - and _).")
+    train_path: str = Field(description="Training pool: JSONL, CSV, Parquet, or a saved `datasets` folder.")
+    test_path: str | None = Field(None, description="Optional test split in the same format.")
+    input_field: str = Field("input", description="Column holding the model input (question, document).")
+    answer_field: str = Field("answer", description="Column holding the gold final answer / label.")
+    domain_field: str | None = Field(
+        "domain", description="Column that partitions the data into domains; empty = derive from clusters."
+    )
+    id_field: str | None = Field("id", description="Column with a unique example id; empty = row numbers.")
+    reference_field: str | None = Field(None, description="Optional human reference solution column.")
+    task_type: TaskType = Field("classification", description="Decides the prompt template and the metric.")
+    instruction: str | None = Field(None, description="Task instruction put before every input.")
+    recorded_rationales: str | None = Field(None, description="JSONL of recorded teacher rationales (id, rationale).")
+    recorded_synthetic: str | None = Field(None, description="JSONL of recorded synthetic tail examples.")
+    readme: str | None = Field(None, description="Markdown file with the dataset's source and licence.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}", v or ""):
+            raise ValueError(
+                f"dataset name {v!r} is not allowed: use 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+            )
+        return v
+
+
+class TeacherConfig(_Strict):
+    backend: Literal["recorded", "openai", "local"] = Field(
+        "recorded", description="recorded = replay bundled real outputs (offline, free); openai = any "
+        "OpenAI-compatible endpoint; local = a local transformers model (low quality)."
+    )
+    model: str = Field("gpt-4o-mini", description="Model name sent to the endpoint (or local model path).")
+    base_url: str | None = Field(None, description="Endpoint base URL, e.g. http://localhost:8000/v1; empty = OpenAI.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key (never stored).")
+    concurrency: int = Field(16, ge=1, le=256, description="Requests in flight at once.")
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout in seconds.")
+    max_retries: int = Field(4, ge=0, le=20, description="Retries on 429/5xx/timeouts, with exponential backoff.")
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature for rationales.")
+    synthesis_temperature: float = Field(0.8, ge=0, le=2, description="Sampling temperature for tail synthesis.")
+    max_tokens: int = Field(512, ge=16, le=32768, description="Max tokens per teacher reply.")
+    price_in_per_mtok: float = Field(0.15, ge=0, description="USD per million input tokens (for the cost estimate).")
+    price_out_per_mtok: float = Field(0.60, ge=0, description="USD per million output tokens (for the cost estimate).")
+    cost_cap_usd: float | None = Field(None, ge=0, description="Stop the run cleanly once this much is spent.")
+    verify_synthetic: bool = Field(True, description="Teacher re-solves each synthetic input blind; keep agreement.")
+
+
+StudentPreset = Literal["cpu-demo", "paper-gpu", "test-tiny"]
+
+
+class StudentConfig(_Strict):
+    model: str = Field(
+        "smollm2-135m", description="'smollm2-135m' (bundled, offline), a local path, or a Hugging Face id."
+    )
+    preset: StudentPreset = Field("cpu-demo", description="Hyperparameter preset; fields below override it.")
+    quantization: Literal["auto", "4bit", "none"] = Field(
+        "auto", description="auto = QLoRA 4-bit NF4 when CUDA + bitsandbytes are present, else plain LoRA."
+    )
+    lora_r: int = Field(8, ge=1, le=512)
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.1, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+    learning_rate: float = Field(2e-4, gt=0)
+    epochs: float = Field(8.0, gt=0)
+    batch_size: int = Field(16, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_seq_len: int = Field(1024, ge=32)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    max_grad_norm: float = Field(0.3, gt=0)
+    bf16: bool = Field(False, description="bf16 mixed precision (GPU only; untested on hardware here).")
+    fresh_adapter_per_stage: bool = Field(True, description="Paper: a fresh adapter each stage on cumulative data.")
+    accelerate_num_processes: int = Field(1, ge=1, description=">1 launches training via `accelerate launch`.")
+    max_new_tokens: int = Field(128, ge=8, description="Generation length for IFD rationales and evaluation.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data):
+        if isinstance(data, dict):
+            preset = data.get("preset", "cpu-demo")
+            merged = dict(STUDENT_PRESETS.get(preset, {}))
+            merged.update(data)
+            return merged
+        return data
+
+
+# Paper setting (ALGORITHM.md) for GPUs; a small fast one for this 2-core CPU; a tiny one for tests.
+STUDENT_PRESETS: dict[str, dict] = {
+    "paper-gpu": dict(
+        lora_r=8, lora_alpha=16, lora_dropout=0.1, learning_rate=2e-4, epochs=8.0, batch_size=16,
+        max_seq_len=1024, warmup_ratio=0.03, max_grad_norm=0.3, bf16=True, quantization="auto",
+        max_new_tokens=256,
+    ),
+    "cpu-demo": dict(
+        lora_r=8, lora_alpha=16, lora_dropout=0.05, learning_rate=1e-3, epochs=2.0, batch_size=8,
+        max_seq_len=320, warmup_ratio=0.03, max_grad_norm=0.3, bf16=False, quantization="none",
+        max_new_tokens=48, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+    ),
+    "test-tiny": dict(
+        lora_r=4, lora_alpha=8, lora_dropout=0.0, learning_rate=5e-3, epochs=1.0, batch_size=4,
+        max_seq_len=128, warmup_ratio=0.0, max_grad_norm=1.0, bf16=False, quantization="none",
+        max_new_tokens=8,
+    ),
+}
+
+
+class IFDConfig(_Strict):
+    variant: Literal["ppl_ratio", "cherry"] = Field(
+        "ppl_ratio", description="ppl_ratio = BalDistill (keep all); cherry = ratio of mean losses, drop > 1."
+    )
+    candidate_cap_per_domain: int = Field(64, ge=1, description="Random subsample of candidates scored per domain.")
+    batch_size: int = Field(8, ge=1)
+
+
+class EvalConfig(_Strict):
+    live_per_domain: int = Field(5, ge=1, description="Stratified eval subset per domain for live curves.")
+    final_per_domain: int | None = Field(
+        20, ge=1, description="Cap per domain for the final test evaluation; empty = the full test set."
+    )
+
+
+class RunConfig(_Strict):
+    name: str = Field("run", description="A label for the run.")
+    dataset: str = Field(description="Name of a dataset in the workspace.")
+    method: MethodName = Field("baldistill_a", description="Which method of the paper's comparison to run.")
+    budget: int = Field(200, ge=1, description="B: total examples the teacher may annotate or synthesize.")
+    stages: int = Field(5, ge=1, le=50, description="K: number of stages; each spends B/K.")
+    seed: int = Field(0)
+    auto_approve: bool = Field(
+        False, description="Use synthetic examples without human review (otherwise a stage waits for approval)."
+    )
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    ifd: IFDConfig = Field(default_factory=IFDConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _budget_vs_stages(self):
+        if self.stages > self.budget:
+            raise ValueError(
+                f"stages K={self.stages} is larger than the budget B={self.budget}: each stage needs at least "
+                f"one example; lower K or raise the budget"
+            )
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "RunConfig":
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        return cls.model_validate(data)
+
+
+# Which balancing policy each method of the paper's comparison uses, and whether it trains on
+# rationales, selects by IFD, and synthesizes tail data.
+METHODS: dict[str, dict] = {
+    "zero_shot_cot": dict(policy=None, cot=True, ifd=False, synth=False, train=False),
+    "random_ft": dict(policy="random", cot=False, ifd=False, synth=False, train=True, single_stage=True),
+    "random_ft_cot": dict(policy="random", cot=True, ifd=False, synth=False, train=True, single_stage=True),
+    "duplicate_ft_cot": dict(policy="duplicate", cot=True, ifd=False, synth=False, train=True, single_stage=True),
+    "balance_ft_cot": dict(policy="naive", cot=True, ifd=False, synth=True, train=True, single_stage=True),
+    "active_ft_cot": dict(policy="random", cot=True, ifd=True, synth=False, train=True),
+    "baldistill_n": dict(policy="naive", cot=True, ifd=True, synth=True, train=True),
+    "baldistill_a": dict(policy="adaptive", cot=True, ifd=True, synth=True, train=True),
+}

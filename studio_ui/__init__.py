@@ -1,0 +1,1 @@
+"""The one bridge between Streamlit pages and ``baldistill_core`` (caches, workspace, pickers)."""

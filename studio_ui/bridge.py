@@ -1,0 +1,100 @@
+"""Streamlit-side bridge: cached workspace connections, the dataset picker, cached core calls.
+
+``baldistill_core`` never imports streamlit; pages never open the database themselves. Each
+Streamlit script thread gets its own SQLite connection (sqlite3 connections are not meant to be
+shared across threads mid-transaction); WAL lets them all read while a worker writes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import streamlit as st
+
+from baldistill_core import data, policy, stats, store
+from baldistill_core.workspace import Workspace, open_workspace
+
+_local = threading.local()
+
+
+def workspace_root() -> Path:
+    return store.default_workspace()
+
+
+@st.cache_resource(show_spinner="Opening the workspace and importing the bundled demo data…")
+def _init_workspace(root: str) -> Workspace:
+    ws, conn = open_workspace(root)
+    conn.close()
+    return ws
+
+
+def workspace() -> Workspace:
+    return _init_workspace(str(workspace_root()))
+
+
+def conn():
+    """This thread's connection to the workspace database."""
+    ws = workspace()
+    key = str(ws.db_path)
+    c = getattr(_local, "conns", {}).get(key)
+    if c is None:
+        c = ws.connect()
+        _local.conns = {**getattr(_local, "conns", {}), key: c}
+    return c
+
+
+def datasets() -> list[dict]:
+    return store.list_datasets(conn())
+
+
+def dataset_picker() -> str | None:
+    """Sidebar selectbox bound to ``?dataset=`` so a link opens the same dataset."""
+    names = [d["name"] for d in datasets()]
+    if not names:
+        st.sidebar.info("No datasets yet: upload one on the Data page.")
+        return None
+    wanted = st.query_params.get("dataset") or st.session_state.get("dataset") or names[0]
+    if wanted not in names:
+        wanted = names[0]
+    choice = st.sidebar.selectbox("Dataset", names, index=names.index(wanted), key="dataset_picker",
+                                  help="Datasets in this workspace. Bundled demos are imported on first start.")
+    st.session_state["dataset"] = choice
+    if st.query_params.get("dataset") != choice:
+        st.query_params["dataset"] = choice
+    return choice
+
+
+def dataset_info(name: str) -> dict | None:
+    return store.get_dataset(conn(), name)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def domain_counts(name: str, content_hash: str, split: str = "train") -> dict[str, int]:
+    # content_hash is part of the cache key so a re-import invalidates the cached counts.
+    return store.domain_counts(conn(), name, split)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def domain_stats(name: str, content_hash: str) -> stats.DomainStats:
+    return stats.domain_stats(domain_counts(name, content_hash))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def stage_plan(name: str, content_hash: str, policy_name: str, budget: int, stages: int) -> list[policy.StagePlan]:
+    return policy.plan(policy_name, domain_counts(name, content_hash), budget, stages)
+
+
+def examples(name: str, domain: str | None, limit: int, offset: int = 0, split: str = "train") -> list[dict]:
+    return store.examples(conn(), name, split, domain=domain, limit=limit, offset=offset)
+
+
+def import_upload(spec, uploads: dict[str, bytes]) -> data.LoadedDataset:
+    loaded = data.import_dataset(conn(), spec, uploads=uploads)
+    st.cache_data.clear()
+    return loaded
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")

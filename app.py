@@ -7,6 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from studio_ui import bridge
+
 st.set_page_config(page_title="BalDistill Studio", page_icon="⚖️", layout="wide")
 
 HERE = Path(__file__).resolve().parent
@@ -26,5 +28,9 @@ pages = [
     for i, (f, title, icon, url) in enumerate(p for p in PAGES if (HERE / "pages" / p[0]).exists())
 ]
 nav = st.navigation(pages)
-st.sidebar.caption("BalDistill Studio · multi-stage balanced distillation")
-nav.run()
+try:
+    bridge.dataset_picker()
+    st.sidebar.caption(f"Workspace: `{bridge.workspace().root}`")
+    nav.run()
+finally:
+    bridge.end_of_run()

@@ -48,6 +48,8 @@ class DatasetSpec(_Strict):
     recorded_rationales: str | None = Field(None, description="JSONL of recorded teacher rationales (id, rationale).")
     recorded_synthetic: str | None = Field(None, description="JSONL of recorded synthetic tail examples.")
     readme: str | None = Field(None, description="Markdown file with the dataset's source and licence.")
+    source: str | None = Field(None, description="One line: where the data comes from.")
+    licence: str | None = Field(None, description="One line: the licence / terms of use.")
 
     @field_validator("name")
     @classmethod
@@ -72,6 +74,10 @@ class TeacherConfig(_Strict):
     concurrency: int = Field(16, ge=1, le=256, description="Requests in flight at once.")
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout in seconds.")
     max_retries: int = Field(4, ge=0, le=20, description="Retries on 429/5xx/timeouts, with exponential backoff.")
+    retry_backoff_s: float = Field(
+        0.5, ge=0, le=60, description="First retry delay in seconds; doubles each retry (with jitter). "
+        "A Retry-After header from the server wins."
+    )
     temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature for rationales.")
     synthesis_temperature: float = Field(0.8, ge=0, le=2, description="Sampling temperature for tail synthesis.")
     max_tokens: int = Field(512, ge=16, le=32768, description="Max tokens per teacher reply.")
@@ -152,6 +158,24 @@ class EvalConfig(_Strict):
     final_per_domain: int | None = Field(
         20, ge=1, description="Cap per domain for the final test evaluation; empty = the full test set."
     )
+
+
+class MapConfig(_Strict):
+    """The embedding map: embedder, 2-D UMAP layout, HDBSCAN clusters (see baldistill_core.embed)."""
+
+    embedder: Literal["minilm", "tfidf"] = Field(
+        "minilm", description="minilm = all-MiniLM-L6-v2 sentence embeddings; tfidf = TF-IDF + SVD (instant)."
+    )
+    batch_size: int = Field(32, ge=1, description="Texts per forward pass of the sentence embedder.")
+    tfidf_dims: int = Field(128, ge=2, description="SVD components of the TF-IDF embedder.")
+    umap_neighbors: int = Field(15, ge=2, description="UMAP n_neighbors (local vs global structure).")
+    umap_min_dist: float = Field(0.1, ge=0, le=1, description="UMAP min_dist (how tightly points pack).")
+    random_state: int = Field(42, description="Seed of the UMAP layout (fixed so the map is reproducible).")
+    min_cluster_size: int | None = Field(
+        None, ge=2, description="HDBSCAN min_cluster_size; empty = about 1% of the points (at least 10)."
+    )
+    keywords_per_cluster: int = Field(3, ge=1, le=10, description="Top TF-IDF terms used to name a cluster.")
+    hover_chars: int = Field(200, ge=20, description="Characters of each text shown on hover.")
 
 
 class RunConfig(_Strict):

@@ -58,7 +58,7 @@ def read_table(path: str | Path, *, data: bytes | None = None, split: str = "tra
     """Read a file (or uploaded bytes named like ``path``) into a list of row dicts.
 
     >>> read_table("x.jsonl", data=b'{"a": 1}\\n\\n{"a": 2}\\n')
-    [{'a': 1}, {'a': 2}]
+    [{'a': 1, '__line__': 1}, {'a': 2, '__line__': 3}]
     """
     p = Path(path)
     name = str(path)

@@ -178,6 +178,17 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 CREATE INDEX IF NOT EXISTS logs_run ON logs(run_id, seq);
 
+-- Per-stage detail the pipeline writes (owned by baldistill_core.runs): the allocation
+-- {domain: {quota, pool, real, fill, role}}, the training result, and the stage's adapter folder.
+CREATE TABLE IF NOT EXISTS stage_details (
+    run_id TEXT NOT NULL,
+    stage INTEGER NOT NULL,
+    plan TEXT,
+    train TEXT,
+    adapter_dir TEXT,
+    PRIMARY KEY (run_id, stage)
+);
+
 -- IFD scores, cached by student checkpoint + example + variant.
 CREATE TABLE IF NOT EXISTS ifd_cache (
     checkpoint TEXT NOT NULL,

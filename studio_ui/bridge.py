@@ -45,12 +45,76 @@ def conn():
     return c
 
 
+def end_of_run() -> None:
+    _local.picker_rendered = False
+
+
 def datasets() -> list[dict]:
     return store.list_datasets(conn())
 
 
+def current_dataset() -> str | None:
+    """The dataset chosen in the sidebar; app.py renders the picker once for every page.
+
+    A page run on its own (AppTest of one file) renders the picker itself.
+    """
+    if getattr(_local, "picker_rendered", False):
+        return st.session_state.get("dataset")
+    return dataset_picker()
+
+
+def dataset_picker() -> str | None:
+    """Sidebar selectbox; ``st.session_state["dataset"]`` is the truth, mirrored in ``?dataset=``.
+
+    A link with ``?dataset=`` (or a button that sets the query parameter) wins over the last choice.
+    """
+    _local.picker_rendered = True
+    names = [d["name"] for d in datasets()]
+    if not names:
+        st.sidebar.info("No datasets yet: upload one on the Data page.")
+        return None
+    qp = st.query_params.get("dataset")
+    cur = st.session_state.get("dataset")
+    if cur not in names:
+        cur = qp if qp in names else names[0]
+    elif qp in names and qp != cur and st.session_state.get("_dataset_qp_seen") != qp:
+        cur = qp
+    st.session_state["dataset"] = cur
+    st.session_state["dataset_picker"] = cur
+
+    def _changed():
+        st.session_state["dataset"] = st.session_state["dataset_picker"]
+
+    st.sidebar.selectbox("Dataset", names, key="dataset_picker", on_change=_changed,
+                         help="Datasets in this workspace. Bundled demos are imported on first start.")
+    cur = st.session_state["dataset"]
+    if st.query_params.get("dataset") != cur:
+        st.query_params["dataset"] = cur
+    st.session_state["_dataset_qp_seen"] = cur
+    return cur
+
+
+def end_of_run() -> None:
+    _local.picker_rendered = False
+
+
+def datasets() -> list[dict]:
+    return store.list_datasets(conn())
+
+
+def current_dataset() -> str | None:
+    """The dataset chosen in the sidebar; app.py renders the picker once for every page.
+
+    A page run on its own (AppTest of one file) renders the picker itself.
+    """
+    if getattr(_local, "picker_rendered", False):
+        return st.session_state.get("dataset")
+    return dataset_picker()
+
+
 def dataset_picker() -> str | None:
     """Sidebar selectbox bound to ``?dataset=`` so a link opens the same dataset."""
+    _local.picker_rendered = True
     names = [d["name"] for d in datasets()]
     if not names:
         st.sidebar.info("No datasets yet: upload one on the Data page.")
@@ -58,6 +122,8 @@ def dataset_picker() -> str | None:
     wanted = st.query_params.get("dataset") or st.session_state.get("dataset") or names[0]
     if wanted not in names:
         wanted = names[0]
+    if st.session_state.get("dataset_picker") not in (None, wanted) and wanted != st.session_state.get("dataset"):
+        st.session_state["dataset_picker"] = wanted  # a link or an "Open" button chose another dataset
     choice = st.sidebar.selectbox("Dataset", names, index=names.index(wanted), key="dataset_picker",
                                   help="Datasets in this workspace. Bundled demos are imported on first start.")
     st.session_state["dataset"] = choice

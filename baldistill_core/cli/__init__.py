@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="workspace folder (default: $BALDISTILL_WORKSPACE or ./workspace)")
     parser = argparse.ArgumentParser(prog="baldistill", description="BalDistill Studio command line")
     sub = parser.add_subparsers(dest="command", required=True)
-    for mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    for mod in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
         module = importlib.import_module(f"{__name__}.{mod}")
         module.register(sub, common)
     return parser

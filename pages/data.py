@@ -1,0 +1,74 @@
+"""Data: the domain distribution, head vs tail for a budget, stage quotas, and an example browser."""
+
+import streamlit as st
+
+from baldistill_core.config import RunConfig
+from baldistill_core.policy import POLICIES
+from studio_ui import bridge, charts
+
+st.title("Data")
+dataset = bridge.current_dataset()
+
+with st.expander("Upload a dataset", expanded=dataset is None):
+    charts.upload_form(bridge)
+
+if dataset is None:
+    st.info("No dataset in this workspace yet. Upload one above, or restart with the bundled demos.")
+    st.stop()
+
+info = bridge.dataset_info(dataset)
+h = info["content_hash"]
+s = bridge.domain_stats(dataset, h)
+
+cols = st.columns(5)
+cols[0].metric("Training examples", f"{s.total:,}")
+cols[1].metric("Domains", s.n_domains)
+cols[2].metric("Imbalance (max/min)", f"{s.imbalance_ratio:,.1f}×")
+cols[3].metric("Gini", f"{s.gini:.3f}")
+cols[4].metric("Zipf exponent", "—" if s.zipf_exponent is None else f"{s.zipf_exponent:.2f}")
+
+defaults = RunConfig.model_fields
+with st.sidebar:
+    st.subheader("Budget and policy")
+    budget = st.number_input("Budget B (examples)", min_value=1, value=min(max(s.n_domains * 10, 50), s.total),
+                             help=defaults["budget"].description)
+    stages = st.number_input("Stages K", min_value=1, max_value=50, value=defaults["stages"].default,
+                             help=defaults["stages"].description)
+    policy_name = st.selectbox("Policy", list(POLICIES), index=list(POLICIES).index("adaptive"),
+                               format_func=lambda p: POLICIES[p].label, help="How each stage's budget is shared.")
+    st.caption(POLICIES[policy_name].help)
+
+try:
+    plans = bridge.stage_plan(dataset, h, policy_name, int(budget), int(stages))
+except ValueError as e:
+    st.error(str(e))
+    plans = None
+
+log_scale = st.toggle("Log scale", value=s.imbalance_ratio > 20, help="Long tails read better on a log axis.")
+st.plotly_chart(charts.distribution_chart(s, plans, log_scale), width="stretch", key="distribution")
+
+if plans:
+    st.subheader("Quota per stage")
+    st.caption("Bars are each domain's quota; hatched ones are tail at that stage (the pool is short, so the gap is "
+               f"filled by {POLICIES[policy_name].fill}). Every stage's quotas sum to its share of B.")
+    st.plotly_chart(charts.quota_chart(plans), width="stretch", key="quota")
+
+st.subheader("Domains")
+st.dataframe(charts.domain_table(s, plans), width="stretch", hide_index=True)
+
+st.subheader("Examples")
+left, right = st.columns([1, 3])
+domain = left.selectbox("Domain", list(s.counts), key="browse_domain")
+page_size = 10
+n_pages = max(1, -(-s.counts[domain] // page_size))
+page = left.number_input(f"Page (of {n_pages})", min_value=1, max_value=n_pages, value=1)
+for ex in bridge.examples(dataset, domain, page_size, (page - 1) * page_size):
+    with right.container(border=True):
+        st.caption(f"`{ex['id']}` · answer: **{ex['answer']}**")
+        st.text(ex["input"][:1500])
+
+if info["spec"].get("licence"):
+    st.caption(f"Source: {info['spec'].get('source') or 'uploaded'} · Licence: {info['spec']['licence']}")
+if info.get("readme"):
+    with st.expander("Source and licence of this dataset"):
+        st.markdown(info["readme"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from studio_ui import bridge
+from studio_ui import auth, bridge
 
 st.set_page_config(page_title="BalDistill Studio", page_icon="⚖️", layout="wide")
 
@@ -27,7 +27,12 @@ pages = [
     st.Page(str(HERE / "pages" / f), title=title, icon=icon, url_path=url, default=(i == 0))
     for i, (f, title, icon, url) in enumerate(p for p in PAGES if (HERE / "pages" / p[0]).exists())
 ]
+if auth.current_user() is None:
+    # Not signed in: no page list, no page runs; only the login form.
+    st.navigation(pages, position="hidden")
+    auth.gate()
 nav = st.navigation(pages)
+auth.gate()
 try:
     bridge.dataset_picker()
     st.sidebar.caption(f"Workspace: `{bridge.workspace().root}`")

@@ -1,0 +1,80 @@
+"""Access: roles, users, and a real browser from a non-local address that meets a login form."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from baldistill_core import access
+from baldistill_core.access import AccessError, User
+
+
+def test_roles_are_ordered_and_errors_say_who_may():
+    viewer = User("vic", "viewer", "password")
+    assert viewer.can("viewer") and not viewer.can("reviewer")
+    with pytest.raises(AccessError, match="vic is a viewer; approve needs the reviewer role"):
+        access.require(viewer, "reviewer", "approve")
+    with pytest.raises(AccessError, match="log in"):
+        access.require(None, "viewer", "look")
+
+
+def test_password_users_hashed_and_plain():
+    h = hashlib.sha256(b"s3cret").hexdigest()
+    users = access.parse_users(f"ann:reviewer:sha256:{h};bob:operator:plainpw")
+    assert access.check_password("ann", "s3cret", users) == User("ann", "reviewer", "password")
+    assert access.check_password("ann", "wrong", users) is None
+    assert access.check_password("bob", "plainpw", users).role == "operator"
+    assert access.check_password("eve", "s3cret", users) is None
+
+
+def test_bad_users_spec_does_not_echo_the_secret():
+    with pytest.raises(ValueError) as e:
+        access.parse_users("ann:boss:hunter2")
+    assert "unknown role 'boss'" in str(e.value) and "hunter2" not in str(e.value)
+    with pytest.raises(ValueError) as e:
+        access.parse_users("justtext-hunter2")
+    assert "hunter2" not in str(e.value)
+
+
+def test_oidc_roles_from_env():
+    env = {"BALDISTILL_ROLES": "ann@x.org:operator;bo@x.org:reviewer"}
+    assert access.oidc_role("Ann@X.org", env) == "operator"
+    assert access.oidc_role("z@x.org", env) == "viewer"
+    assert access.oidc_role("z@x.org", {**env, "BALDISTILL_DEFAULT_ROLE": "reviewer"}) == "reviewer"
+
+
+@pytest.mark.browser
+def test_non_local_request_meets_login_and_no_page(tmp_path, browser, browser_output, monkeypatch):
+    """Reach the app through a relay whose peer address is 127.0.0.2: Streamlit sees a non-local client."""
+    from _tcp_relay import Relay
+    from conftest import ServedApp, wait_for_app
+
+    h = hashlib.sha256(b"pw-for-test").hexdigest()
+    monkeypatch.setenv("BALDISTILL_USERS", f"rita:reviewer:sha256:{h}")
+    app = ServedApp(tmp_path / "ws", browser_output / "streamlit-remote.log")
+    relay = Relay(app.port)
+    base = f"http://127.0.0.1:{relay.port}"
+    try:
+        ctx = browser.new_context(viewport={"width": 1200, "height": 900})
+        pg = ctx.new_page()
+        pg.set_default_timeout(60_000)
+        for path in ("/", "/data", "/review", "/training"):
+            pg.goto(base + path)
+            wait_for_app(pg)
+            pg.wait_for_selector('text="Sign in"')
+            assert pg.locator('[data-testid="stSidebarNav"]').count() == 0
+            assert pg.locator('text="Budget and policy"').count() == 0
+        pg.screenshot(path=str(browser_output / "login.png"))
+        pg.get_by_label("Name").fill("rita")
+        pg.locator("input[type=password]").fill("wrong")
+        pg.get_by_role("button", name="Sign in").click()
+        pg.wait_for_selector('text="Unknown name or wrong password."')
+        pg.locator("input[type=password]").fill("pw-for-test")
+        pg.get_by_role("button", name="Sign in").click()
+        pg.wait_for_selector("text=Signed in as")
+        pg.wait_for_selector('text="rita"')
+        ctx.close()
+    finally:
+        relay.close()
+        app.stop()

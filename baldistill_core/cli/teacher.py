@@ -1,0 +1,161 @@
+"""`baldistill teacher ...`: annotate with rationales, synthesize tail examples, fill the review queue."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+
+from .. import ledger, store
+from ..config import TeacherConfig
+from ..data import dataset_spec
+from ..synthesis import import_recorded_synthetic, synthesize_for_gap
+from ..teacher import BudgetExceeded, TeacherError, build_teacher
+from ..workspace import open_workspace
+
+_F = TeacherConfig.model_fields
+
+
+def _teacher_args(p) -> None:
+    g = p.add_argument_group("teacher (defaults from TeacherConfig)")
+    g.add_argument("--backend", choices=["recorded", "openai", "local"], default=None,
+                   help=f"{_F['backend'].description} (default: {_F['backend'].default})")
+    g.add_argument("--model", default=None, help=f"{_F['model'].description} (default: {_F['model'].default})")
+    g.add_argument("--base-url", default=None, help=_F["base_url"].description)
+    g.add_argument("--api-key-env", default=None, help=_F["api_key_env"].description)
+    g.add_argument("--concurrency", type=int, default=None, help=_F["concurrency"].description)
+    g.add_argument("--timeout-s", type=float, default=None, help=_F["timeout_s"].description)
+    g.add_argument("--max-retries", type=int, default=None, help=_F["max_retries"].description)
+    g.add_argument("--cost-cap-usd", type=float, default=None, help=_F["cost_cap_usd"].description)
+    g.add_argument("--budget", type=int, default=None, help="example budget for this command (default: none)")
+    g.add_argument("--run-id", default=None, help="account the calls to this run id (ledger / budget)")
+    g.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("teacher", help="teacher rationales, tail synthesis, recorded review queue")
+    tsub = p.add_subparsers(dest="teacher_command", required=True)
+
+    an = tsub.add_parser("annotate", parents=[common], help="write rationales for training examples")
+    an.add_argument("dataset")
+    an.add_argument("--limit", type=int, default=None, help="at most this many examples")
+    an.add_argument("--domain", default=None, help="only this domain")
+    _teacher_args(an)
+    an.set_defaults(func=_annotate)
+
+    sy = tsub.add_parser("synthesize", parents=[common], help="synthesize tail examples into the review queue")
+    sy.add_argument("dataset")
+    sy.add_argument("--domain", required=True)
+    sy.add_argument("-n", type=int, required=True, help="how many examples")
+    sy.add_argument("--shots", type=int, default=3, help="real in-domain examples shown to the teacher")
+    sy.add_argument("--no-verify", action="store_true", help="skip the blind verification call")
+    _teacher_args(sy)
+    sy.set_defaults(func=_synthesize)
+
+    im = tsub.add_parser("import-recorded", parents=[common],
+                         help="fill the review queue with the dataset's recorded synthetic examples")
+    im.add_argument("dataset")
+    im.add_argument("--per-domain", type=int, default=None, help="at most this many per domain")
+    im.set_defaults(func=_import_recorded)
+
+    lg = tsub.add_parser("ledger", parents=[common], help="teacher calls, tokens and cost so far")
+    lg.add_argument("--run-id", default=None)
+    lg.set_defaults(func=_ledger)
+
+
+def _config(args) -> TeacherConfig:
+    over = {k: getattr(args, k) for k in ("backend", "model", "base_url", "api_key_env", "concurrency",
+                                          "timeout_s", "max_retries", "cost_cap_usd")
+            if getattr(args, k, None) is not None}
+    if getattr(args, "no_verify", False):
+        over["verify_synthetic"] = False
+    return TeacherConfig(**over)
+
+
+class ProgressBar:
+    """A one-line stderr bar: ``[#####-----] 12/40 3.1/s``."""
+
+    def __init__(self, label: str, width: int = 30, stream=None):
+        self.label, self.width, self.t0 = label, width, time.time()
+        self.stream = stream or sys.stderr  # looked up now, not at import (tests swap sys.stderr)
+
+    def __call__(self, done: int, total: int) -> None:
+        frac = done / total if total else 1.0
+        fill = int(frac * self.width)
+        rate = done / max(1e-9, time.time() - self.t0)
+        self.stream.write(f"\r{self.label} [{'#' * fill}{'-' * (self.width - fill)}] {done}/{total} {rate:.1f}/s")
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _annotate(args) -> int:
+    _, conn = open_workspace(args.workspace)
+    spec = dataset_spec(conn, args.dataset)
+    teacher = build_teacher(_config(args), conn, spec=spec, run_id=args.run_id, budget_examples=args.budget)
+    items = store.examples(conn, args.dataset, "train", domain=args.domain, limit=args.limit)
+    if not items:
+        raise ValueError(f"no training examples in {args.dataset!r}" + (f" for domain {args.domain!r}" if args.domain else ""))
+    try:
+        anns = teacher.annotate(items, progress=ProgressBar("annotate"))
+    except BudgetExceeded as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return 3
+    except TeacherError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    reasons = Counter(a.reason for a in anns if not a.kept)
+    result = {"examples": len(anns), "kept": sum(a.kept for a in anns), "dropped": dict(reasons),
+              "cached": sum(a.cached for a in anns), "ledger": ledger.summary(conn, args.run_id)}
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        print(f"{result['kept']} of {len(anns)} rationales kept ({result['cached']} from cache)"
+              + (f"; dropped: {', '.join(f'{k} x{v}' for k, v in reasons.items())}" if reasons else ""))
+        s = result["ledger"]
+        print(f"ledger: {s['calls']} calls ({s['cached_calls']} cached, {s['failed_calls']} failed), "
+              f"{s['tokens_in']}+{s['tokens_out']} tokens, ${s['cost_usd']:.4f}, {s['examples']} examples")
+        if teacher.low_quality:
+            print("note: the local teacher is low quality; use it for offline trials only")
+    return 0
+
+
+def _synthesize(args) -> int:
+    _, conn = open_workspace(args.workspace)
+    spec = dataset_spec(conn, args.dataset)
+    shots = store.examples(conn, args.dataset, "train", domain=args.domain, limit=args.shots)
+    if not shots:
+        raise ValueError(f"domain {args.domain!r} has no training examples in {args.dataset!r} to show the teacher")
+    teacher = build_teacher(_config(args), conn, spec=spec, run_id=args.run_id, budget_examples=args.budget)
+    bar = ProgressBar("synthesize")
+    try:
+        ids = synthesize_for_gap(teacher, conn, spec, args.domain, args.n, run_id=args.run_id, stage=None, shots=shots)
+    except BudgetExceeded as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return 3
+    except TeacherError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    bar(1, 1)
+    if args.json:
+        print(json.dumps({"ids": ids, "rejected": teacher.last_rejections}))
+    else:
+        print(f"{len(ids)} synthetic {args.domain!r} examples pending review (Review page or `baldistill review`)")
+        for why, k in Counter(teacher.last_rejections).items():
+            print(f"  rejected {k}: {why}")
+    return 0
+
+
+def _import_recorded(args) -> int:
+    _, conn = open_workspace(args.workspace)
+    spec = dataset_spec(conn, args.dataset)
+    n = import_recorded_synthetic(conn, spec, per_domain=args.per_domain)
+    print(f"{n} recorded synthetic examples added to the review queue of {args.dataset}")
+    return 0
+
+
+def _ledger(args) -> int:
+    _, conn = open_workspace(args.workspace)
+    print(json.dumps(ledger.summary(conn, args.run_id), indent=2, default=str))
+    return 0

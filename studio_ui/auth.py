@@ -21,7 +21,10 @@ def current_user() -> User | None:
     user = st.session_state.get("_user")
     if user is not None:
         return user
-    if not access.login_required(st.context.ip_address):
+    ip = st.context.ip_address
+    if not isinstance(ip, str):  # no real connection (e.g. streamlit.testing's AppTest)
+        ip = None
+    if not access.login_required(ip):
         user = access.local_user()
     elif _oidc_configured() and getattr(st.user, "is_logged_in", False):
         email = st.user.get("email") or st.user.get("name") or "oidc-user"

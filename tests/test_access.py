@@ -59,7 +59,7 @@ def test_non_local_request_meets_login_and_no_page(tmp_path, browser, browser_ou
         ctx = browser.new_context(viewport={"width": 1200, "height": 900})
         pg = ctx.new_page()
         pg.set_default_timeout(60_000)
-        for path in ("/", "/data", "/review", "/training"):
+        for path in ("/review", "/", "/data", "/training"):  # the first request is a deep link
             pg.goto(base + path)
             wait_for_app(pg)
             pg.wait_for_selector('text="Sign in"')

@@ -1,0 +1,102 @@
+"""Map: every training example on a 2-D UMAP of its sentence embedding, coloured by domain or cluster.
+
+Lasso or box-select points to list them with their domain mix. A dataset without a domain field
+can turn the clusters into its domains ("pseudo-domains").
+"""
+
+import streamlit as st
+
+from baldistill_core.config import MapConfig
+from studio_ui import bridge, map_view
+
+st.title("Map")
+dataset = bridge.dataset_picker()
+if dataset is None:
+    st.info("No dataset in this workspace yet: upload one on the Data page.")
+    st.stop()
+
+if flash := st.session_state.pop("map_flash", None):
+    st.success(flash)
+
+info = bridge.dataset_info(dataset)
+h = info["content_hash"]
+fields = MapConfig.model_fields
+
+embedder_key = f"embedder_{dataset}"
+if shown := st.session_state.pop("map_show_embedder", None):
+    st.session_state[embedder_key] = shown  # set before the radio exists on this run
+elif embedder_key not in st.session_state:
+    st.session_state[embedder_key] = map_view.default_embedder(dataset, h)
+
+with st.sidebar:
+    st.subheader("Map")
+    embedder = st.radio("Embedder", list(map_view.EMBEDDER_LABELS), key=embedder_key,
+                        format_func=lambda e: map_view.EMBEDDER_LABELS[e], help=fields["embedder"].description)
+    color_by = st.radio("Colour by", ["domain", "cluster"], format_func=str.capitalize, horizontal=True,
+                        help="Domains come from the dataset; clusters are HDBSCAN groups on the map.")
+
+md = map_view.load_map(dataset, h, embedder)
+
+if md is None:
+    n = info["n_train"]
+    st.info(
+        f"**No {embedder} map for `{dataset}` yet.** The {n:,} training texts are embedded once, laid out "
+        "with UMAP and clustered with HDBSCAN; the result is cached on disk, so the map opens at once next time."
+    )
+    left, right = st.columns(2)
+    eta = (f"MiniLM on the CPU embeds roughly 15 texts per second: about {max(1, n // 900)} min for this dataset "
+           "(plus UMAP)." if embedder == "minilm" else map_view.EMBEDDER_LABELS[embedder])
+    go_selected = left.button("Compute embeddings", type="primary", icon=":material/play_arrow:", help=eta)
+    go_tfidf = embedder != "tfidf" and right.button("Use TF-IDF instead (instant)", icon=":material/bolt:",
+                                                    help=map_view.EMBEDDER_LABELS["tfidf"])
+    if go_selected or go_tfidf:
+        chosen = embedder if go_selected else "tfidf"
+        try:
+            map_view.compute_map(dataset, chosen)
+        except ValueError as e:
+            st.error(str(e))
+            st.stop()
+        st.session_state["map_show_embedder"] = chosen  # applied before the radio exists on the rerun
+        st.rerun()
+    st.stop()
+
+n_clusters = len(md.cluster_names)
+noise = int((md.cluster == -1).sum())
+cols = st.columns(4)
+cols[0].metric("Points", f"{len(md):,}")
+cols[1].metric("Domains", len(set(md.domains)))
+cols[2].metric("Clusters", n_clusters)
+cols[3].metric("Unclustered", f"{noise / max(len(md), 1):.0%}", help="HDBSCAN noise: points in no dense group.")
+st.caption(f"{embedder} embeddings · UMAP (cosine, {fields['umap_neighbors'].default} neighbours) · "
+           f"loaded from the {md.source}. Lasso or box-select points to inspect them.")
+
+event = st.plotly_chart(map_view.build_figure(md, color_by), key=f"map_{dataset}_{embedder}_{color_by}",
+                        on_select="rerun", selection_mode=("lasso", "box"), width="stretch")
+picked = map_view.selected_indices(event)
+
+if picked:
+    st.subheader(f"{len(picked):,} selected")
+    left, right = st.columns([1, 2])
+    with left:
+        st.caption("Domain mix of the selection")
+        st.plotly_chart(map_view.mix_chart(md, picked), width="stretch", key="mix")
+    with right:
+        st.dataframe(map_view.selection_table(md, picked), width="stretch", hide_index=True, height=420)
+else:
+    st.caption("Nothing selected yet.")
+
+if not map_view.has_domains(dataset):
+    st.subheader("Use clusters as domains")
+    st.write(f"`{dataset}` has no domain field, so every example is in one domain. Its {n_clusters} clusters can "
+             "become its domains (named by their top keywords; unclustered points join the nearest cluster). "
+             "Balancing then works on these pseudo-domains.")
+    st.dataframe(map_view.cluster_preview(md), hide_index=True, width="stretch", height=240)
+    sure = st.checkbox("I understand this replaces the domain of every training example", key="confirm_pseudo")
+    if st.button("Use clusters as domains", disabled=not sure, type="primary"):
+        try:
+            counts = map_view.use_clusters_as_domains(dataset, embedder)
+        except ValueError as e:
+            st.error(str(e))
+        else:
+            st.session_state["map_flash"] = f"{len(counts)} pseudo-domains assigned. The Data page now shows them."
+            st.rerun()

@@ -1,0 +1,162 @@
+"""Streamlit side of the Map page: cached map loads, the compute-with-progress action, the WebGL
+scatter, and the selection summary. The computing lives in ``baldistill_core.embed``/``clusters``."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.colors import qualitative
+
+from baldistill_core import clusters, embed
+from baldistill_core.config import MapConfig
+from studio_ui import bridge
+
+EMBEDDER_LABELS = {
+    "minilm": "MiniLM sentence embeddings (best map; minutes on a CPU for thousands of texts)",
+    "tfidf": "TF-IDF + SVD (instant; word overlap only)",
+}
+# Long palette: R52 has 52 topics; colours repeat only after 60 groups.
+PALETTE = qualitative.Dark24 + qualitative.Light24 + qualitative.Set1 + qualitative.Pastel1[:3]
+NOISE_COLOUR = "#c8c8c8"
+
+
+@st.cache_data(show_spinner="Loading the map…", max_entries=8)
+def load_map(dataset: str, content_hash: str, embedder: str) -> embed.MapData | None:
+    # content_hash keys the cache: a re-import shows the new data's map (or the empty state).
+    return embed.map_data(bridge.conn(), bridge.workspace(), dataset, embedder, compute=False)
+
+
+def cached_embedders(dataset: str, content_hash: str) -> list[str]:
+    ws = bridge.workspace()
+    return [e for e in embed.EMBEDDERS if embed.find_cached(ws, dataset, content_hash, e) is not None]
+
+
+def compute_map(dataset: str, embedder: str) -> embed.MapData:
+    """Compute with a visible progress bar (embedding), then status lines for UMAP and clustering."""
+    bar = st.progress(0.0, text=f"Embedding with {embedder}…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Embedded {done:,} of {total:,} texts")
+
+    def status(msg: str) -> None:
+        bar.progress(1.0 if "Embedding" not in msg else 0.0, text=msg)
+
+    md = embed.map_data(bridge.conn(), bridge.workspace(), dataset, embedder, progress=progress, status=status)
+    bar.empty()
+    load_map.clear()
+    return md
+
+
+def use_clusters_as_domains(dataset: str, embedder: str) -> dict[str, int]:
+    counts = clusters.apply_pseudo_domains(bridge.conn(), bridge.workspace(), dataset, embedder)
+    st.cache_data.clear()  # domain counts and maps cached under the unchanged content hash
+    return counts
+
+
+def has_domains(dataset: str) -> bool:
+    return clusters.has_domains(bridge.conn(), dataset)
+
+
+def _wrap(text: str, width: int = 70) -> str:
+    """Hover text: HTML-escaped (math has < and >) and broken into lines of about ``width`` chars."""
+    words, lines, cur = html.escape(text, quote=False).split(" "), [], ""
+    for w in words:
+        if cur and len(cur) + 1 + len(w) > width:
+            lines.append(cur)
+            cur = w
+        else:
+            cur = f"{cur} {w}" if cur else w
+    lines.append(cur)
+    return "<br>".join(lines)
+
+
+def group_labels(md: embed.MapData, color_by: str) -> list[str]:
+    if color_by == "cluster":
+        return [md.cluster_label(c) for c in md.cluster.tolist()]
+    return md.domains
+
+
+def build_figure(md: embed.MapData, color_by: str = "domain", height: int = 640) -> go.Figure:
+    """One WebGL trace per domain (or cluster), largest first; customdata holds the point's index
+    in ``md`` so a selection maps back to examples whatever trace it came from."""
+    labels = np.asarray(group_labels(md, color_by), dtype=object)
+    hover = np.asarray([_wrap(t) for t in md.texts], dtype=object)
+    groups, counts = np.unique(labels, return_counts=True)
+    order = [g for _, g in sorted(zip(-counts, groups.tolist()))]
+    fig = go.Figure()
+    colour_i = 0
+    for g in order:
+        idx = np.flatnonzero(labels == g)
+        noise = color_by == "cluster" and g == clusters.NOISE_NAME
+        colour = NOISE_COLOUR if noise else PALETTE[colour_i % len(PALETTE)]
+        colour_i += 0 if noise else 1
+        fig.add_trace(go.Scattergl(
+            x=md.x[idx], y=md.y[idx], mode="markers", name=f"{g} ({len(idx)})",
+            marker=dict(size=4 if len(md) > 2000 else 6, color=colour, opacity=0.5 if noise else 0.8),
+            customdata=idx, text=hover[idx],
+            hovertemplate=f"<b>{_escape(g)}</b><br>%{{text}}<extra></extra>",
+        ))
+    fig.update_layout(
+        height=height, margin=dict(l=0, r=0, t=30, b=0), dragmode="lasso",
+        legend=dict(itemsizing="constant", font=dict(size=11), title=color_by.capitalize()),
+        xaxis=dict(visible=False), yaxis=dict(visible=False), plot_bgcolor="white",
+    )
+    return fig
+
+
+def _escape(s: str) -> str:
+    # A group name goes into the hover template itself: neutralize template and HTML syntax.
+    return html.escape(s, quote=False).replace("{", "(").replace("}", ")")
+
+
+def selected_indices(event) -> list[int]:
+    """Indices into MapData of the lasso/box-selected points (read from each point's customdata)."""
+    if event is None:
+        return []
+    sel = event.get("selection") if isinstance(event, dict) else getattr(event, "selection", None)
+    if not sel:
+        return []
+    out = []
+    for p in sel.get("points", []):
+        cd = p.get("customdata")
+        if isinstance(cd, (list, tuple)):
+            cd = cd[0] if cd else None
+        if cd is not None:
+            out.append(int(cd))
+    return sorted(set(out))
+
+
+def selection_table(md: embed.MapData, idx: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "id": [md.ids[i] for i in idx],
+        "domain": [md.domains[i] for i in idx],
+        "cluster": [md.cluster_label(md.cluster[i]) for i in idx],
+        "text": [md.texts[i] for i in idx],
+    })
+
+
+def mix_chart(md: embed.MapData, idx: list[int]) -> go.Figure:
+    mix = md.domain_mix(idx)
+    fig = go.Figure(go.Bar(x=list(mix.values()), y=list(mix.keys()), orientation="h",
+                           text=[f"{v} · {v / len(idx):.0%}" for v in mix.values()], textposition="auto"))
+    fig.update_layout(height=max(200, 24 * len(mix) + 60), margin=dict(l=0, r=0, t=10, b=0),
+                      yaxis=dict(autorange="reversed"), xaxis_title="selected examples")
+    return fig
+
+
+def cluster_preview(md: embed.MapData) -> pd.DataFrame:
+    """What "Use clusters as domains" will produce: one row per pseudo-domain with its size."""
+    mapping = clusters.pseudo_domains(md.ids, np.column_stack([md.x, md.y]), md.cluster, md.cluster_names)
+    counts = pd.Series(list(mapping.values())).value_counts()
+    return pd.DataFrame({"pseudo-domain": counts.index, "examples": counts.values})
+
+
+def default_embedder(dataset: str, content_hash: str) -> str:
+    """The configured embedder, unless only another one has a map for this dataset already."""
+    preferred = MapConfig.model_fields["embedder"].default
+    have = cached_embedders(dataset, content_hash)
+    return preferred if preferred in have or not have else have[0]

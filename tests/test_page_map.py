@@ -1,0 +1,76 @@
+"""AppTest of pages/map.py: the shipped map draws at once; a new dataset shows the empty state,
+computes with TF-IDF, and can turn its clusters into pseudo-domains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from baldistill_core import clusters, store
+from baldistill_core.workspace import open_workspace
+from _embed_helpers import import_toy
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "map.py")
+
+
+def run_page(dataset: str | None = None) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=240)
+    if dataset:
+        at.query_params["dataset"] = dataset
+    return at.run()
+
+
+def charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+def test_bundled_map_draws_at_once(page_env):
+    at = run_page()
+    assert not at.exception, at.exception
+    assert at.sidebar.selectbox(key="dataset_picker").value == "math_lt"
+    assert len(charts(at)) == 1, "the shipped math_lt bundle should draw without computing"
+    assert at.metric[0].value == "4,125"
+    assert "bundle" in " ".join(c.value for c in at.caption)
+    at.sidebar.radio[1].set_value("cluster").run()  # colour by cluster
+    assert not at.exception and len(charts(at)) == 1
+    assert not [b for b in at.button if b.label == "Use clusters as domains"]  # math_lt has real domains
+
+
+def test_empty_state_then_tfidf_compute_then_pseudo_domains(page_env, tmp_path):
+    _, conn = open_workspace(page_env)
+    import_toy(conn, tmp_path)
+    at = run_page("toy")
+    assert not at.exception, at.exception
+    assert not charts(at)
+    assert any("No minilm map" in i.value for i in at.info)
+    labels = [b.label for b in at.button]
+    assert "Compute embeddings" in labels and "Use TF-IDF instead (instant)" in labels
+
+    next(b for b in at.button if b.label == "Use TF-IDF instead (instant)").click().run()
+    assert not at.exception, at.exception
+    assert len(charts(at)) == 1
+    assert at.metric[0].value == "120" and at.metric[2].value == "3"
+
+    apply = next(b for b in at.button if b.label == "Use clusters as domains")
+    assert apply.disabled  # needs the confirmation first
+    at.checkbox(key="confirm_pseudo").check().run()
+    next(b for b in at.button if b.label == "Use clusters as domains").click().run()
+    assert not at.exception, at.exception
+    assert any("3 pseudo-domains" in s.value for s in at.success)
+    assert clusters.has_domains(conn, "toy") and len(store.domain_counts(conn, "toy")) == 3
+    conn.close()
+
+
+@pytest.mark.parametrize("event,expected", [
+    (None, []),
+    ({"selection": {"points": [], "point_indices": []}}, []),
+    ({"selection": {"points": [{"curve_number": 1, "point_index": 0, "customdata": 7},
+                               {"curve_number": 0, "point_index": 3, "customdata": [2]},
+                               {"curve_number": 0, "point_index": 4, "customdata": 7}]}}, [2, 7]),
+])
+def test_selection_maps_back_through_customdata(event, expected):
+    from studio_ui import map_view
+
+    assert map_view.selected_indices(event) == expected

@@ -10,7 +10,7 @@ from baldistill_core.config import MapConfig
 from studio_ui import bridge, map_view
 
 st.title("Map")
-dataset = bridge.dataset_picker()
+dataset = bridge.current_dataset()
 if dataset is None:
     st.info("No dataset in this workspace yet: upload one on the Data page.")
     st.stop()

@@ -94,44 +94,6 @@ def dataset_picker() -> str | None:
     return cur
 
 
-def end_of_run() -> None:
-    _local.picker_rendered = False
-
-
-def datasets() -> list[dict]:
-    return store.list_datasets(conn())
-
-
-def current_dataset() -> str | None:
-    """The dataset chosen in the sidebar; app.py renders the picker once for every page.
-
-    A page run on its own (AppTest of one file) renders the picker itself.
-    """
-    if getattr(_local, "picker_rendered", False):
-        return st.session_state.get("dataset")
-    return dataset_picker()
-
-
-def dataset_picker() -> str | None:
-    """Sidebar selectbox bound to ``?dataset=`` so a link opens the same dataset."""
-    _local.picker_rendered = True
-    names = [d["name"] for d in datasets()]
-    if not names:
-        st.sidebar.info("No datasets yet: upload one on the Data page.")
-        return None
-    wanted = st.query_params.get("dataset") or st.session_state.get("dataset") or names[0]
-    if wanted not in names:
-        wanted = names[0]
-    if st.session_state.get("dataset_picker") not in (None, wanted) and wanted != st.session_state.get("dataset"):
-        st.session_state["dataset_picker"] = wanted  # a link or an "Open" button chose another dataset
-    choice = st.sidebar.selectbox("Dataset", names, index=names.index(wanted), key="dataset_picker",
-                                  help="Datasets in this workspace. Bundled demos are imported on first start.")
-    st.session_state["dataset"] = choice
-    if st.query_params.get("dataset") != choice:
-        st.query_params["dataset"] = choice
-    return choice
-
-
 def dataset_info(name: str) -> dict | None:
     return store.get_dataset(conn(), name)
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from studio_ui import bridge
+from studio_ui import bridge, run_views
 
 st.title("BalDistill Studio")
 st.markdown(
@@ -28,3 +28,28 @@ for d in bridge.datasets():
             st.session_state["dataset"] = d["name"]
             st.query_params["dataset"] = d["name"]
             st.switch_page("pages/data.py")
+
+st.subheader("Demo tour")
+st.caption("Six steps on the bundled data with the recorded teacher (offline, free); the tiny run finishes in "
+           "minutes on a laptop CPU.")
+TOUR = [
+    ("pages/data.py", "1 · Data", ":material/bar_chart:",
+     "See how long-tailed the domains are and how a budget splits into head and tail quotas per stage."),
+    ("pages/map.py", "2 · Map", ":material/scatter_plot:",
+     "Explore the examples on an embedding map: domains, clusters, and where the tail sits."),
+    ("pages/plan.py", "3 · Plan", ":material/checklist:",
+     "Preview a stage before spending: which head examples the teacher would annotate, which tail gaps need "
+     "synthetic data."),
+    ("pages/review.py", "4 · Review", ":material/fact_check:",
+     "Load the teacher's recorded synthetic tail examples and approve or reject a few — only approved ones train."),
+    ("pages/training.py", "5 · Training", ":material/model_training:",
+     "Launch a tiny run (student 'tiny-llama-test', preset 'test-tiny', K=2, auto-approve) and watch the "
+     "per-domain curves."),
+    ("pages/compare.py", "6 · Compare", ":material/compare_arrows:",
+     "Put runs side by side: macro, micro, head and tail scores, per-domain bars, budget spent."),
+]
+for path, label, icon, sentence in TOUR:
+    c1, c2 = st.columns([1, 4])
+    with c1:
+        run_views.nav_link(path, label, icon)
+    c2.write(sentence)

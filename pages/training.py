@@ -1,0 +1,131 @@
+"""Training: configure and launch a run (with its CLI twin), then watch it live, cancel or resume it.
+
+All state lives in the database: the page only starts the worker process and polls what it writes,
+so closing the tab, opening a second one or restarting the server never loses a run.
+"""
+
+import time
+
+import streamlit as st
+
+from baldistill_core import jobs, monitor, runs
+from studio_ui import bridge, review_views, run_views
+
+st.title("Training")
+dataset = bridge.current_dataset()
+if dataset is None:
+    st.info("No dataset in this workspace yet: upload one on the Data page first.")
+    st.stop()
+ws = bridge.workspace()
+conn = bridge.conn()
+reviewer = review_views.reviewer_name() or None
+
+choices = monitor.run_choices(conn, dataset)
+wanted = st.query_params.get("run")
+
+with st.expander("Launch a new run", expanded=not choices and not wanted):
+    cfg, err = run_views.run_form(dataset, "train")
+    if err:
+        st.error(err)
+    else:
+        st.caption("Equivalent command line (the same run, headless; drop --detach to run it in the foreground):")
+        st.code(run_views.cli_twin(cfg, "run.yaml", ["run", "--detach"]), language="bash")
+        with st.popover("Full run config (YAML)"):
+            st.code(cfg.to_yaml(), language="yaml")
+    if st.button("Launch", type="primary", disabled=cfg is None, key="launch"):
+        try:
+            run_id, _proc = jobs.submit(ws, conn, cfg, created_by=reviewer)
+        except (ValueError, runs.RunError) as e:
+            st.error(f"Not launched — {e}")
+        else:
+            st.query_params["run"] = run_id
+            st.rerun()
+
+if not choices and not wanted:
+    st.info(f"No runs on **{dataset}** yet. Configure one above and press Launch; progress appears here.")
+    st.stop()
+
+ids = [c["id"] for c in choices]
+if wanted and wanted not in ids:
+    try:
+        other = runs.get_run(conn, wanted)
+    except runs.RunError:
+        st.error(f"There is no run with id '{wanted}' in this workspace. Pick one of the runs below, or launch a "
+                 "new one.")
+    else:
+        st.warning(f"Run '{wanted}' belongs to dataset {other['dataset']}: switch the dataset in the sidebar to see it.")
+    wanted = None
+if not ids:
+    st.stop()
+labels = {c["id"]: c["label"] for c in choices}
+run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted else 0, format_func=labels.get, key="run_pick")
+if st.query_params.get("run") != run_id:
+    st.query_params["run"] = run_id
+
+
+@st.fragment(run_every=2)
+def live_panel(run_id: str) -> None:
+    try:
+        snap = monitor.snapshot(bridge.conn(), run_id)
+    except runs.RunError as e:
+        st.error(str(e))
+        return
+    color, label = snap.badge()
+    p = snap.progress
+    head = st.columns([3, 1, 1])
+    head[0].markdown(f":{color}-badge[{label}] &nbsp; **{snap.config.method}** · B={snap.config.budget} · "
+                     f"K={p['stages']} · student `{snap.config.student.model}` ({snap.config.student.preset})")
+    if head[1].button("Cancel", disabled=not snap.can_cancel, key="cancel_run"):
+        st.toast(f"Run {jobs.cancel(bridge.conn(), run_id)}")
+        st.rerun(scope="fragment")
+    if head[2].button("Resume", disabled=not snap.can_resume, key="resume_run"):
+        try:
+            jobs.resume(bridge.workspace(), bridge.conn(), run_id)
+        except runs.RunError as e:
+            st.error(str(e))
+        else:
+            st.rerun(scope="fragment")
+    if snap.run.get("error"):
+        st.error(f"The run failed: {snap.run['error']}. The log below has the traceback; fix the cause and Resume.")
+    if snap.state == "awaiting_review":
+        st.warning("This run waits for synthetic tail examples to be approved on the Review page; it continues "
+                   "when you press Resume after reviewing.")
+    if snap.state == "interrupted":
+        st.warning("The worker of this run is gone (killed or the machine restarted). Resume continues from the "
+                   "last completed step.")
+    eta = p.get("eta_s")
+    step = p.get("step") or "—"
+    st.progress(min(1.0, p["fraction"]), text=f"{p['stages_done']} of {p['stages']} stages done · now: stage "
+                f"{p['stage'] if p['stage'] is not None else '—'}, {step}"
+                + (f" · ETA {eta / 60:.1f} min" if eta else ""))
+    sp = snap.spend
+    m = st.columns(4)
+    m[0].metric("Budget used (examples)", f"{sp['selected']} / {sp['budget']}")
+    m[1].metric("Teacher calls (paid / cached)", f"{sp.get('paid_calls', 0)} / {sp.get('cached_calls', 0)}")
+    cap = sp.get("cost_cap_usd")
+    m[2].metric("Teacher cost (USD)", f"{sp.get('cost_usd', 0):.4f}" + (f" / {cap:.2f}" if cap else ""))
+    m[3].metric("Live points", len({r["stage"] for r in snap.live}))
+    st.progress(min(1.0, sp["selected"] / max(1, sp["budget"])), text="teacher budget spent")
+    c1, c2 = st.columns([3, 2])
+    if snap.live:
+        c1.plotly_chart(run_views.accuracy_figure(snap.live, snap.head, snap.tail, snap.metric), width="stretch",
+                        key="live_curves")
+    else:
+        c1.info("No evaluation yet: the per-domain curves appear after the first live evaluation.")
+    if snap.loss:
+        c2.plotly_chart(run_views.loss_figure(snap.loss), width="stretch", key="loss_curve")
+    else:
+        c2.info("No training step yet.")
+    if snap.stages:
+        st.dataframe([dict(stage=s["stage"], status=s["status"], picked=", ".join(f"{k} {n}" for k, n in
+                                                                                   sorted(s["picked"].items())),
+                           kept=s["kept"], dropped=s["dropped"],
+                           seconds=round(s["finished_at"] - s["started_at"]) if s["finished_at"] and s["started_at"]
+                           else None) for s in snap.stages], hide_index=True, width="stretch")
+    st.caption(f"Log (last {len(snap.logs)} lines) · updated {time.strftime('%H:%M:%S')}")
+    st.code("\n".join(f"{time.strftime('%H:%M:%S', time.localtime(r['at']))} {r['level']:<7} {r['message']}"
+                      for r in snap.logs) or "(no log lines yet)", language=None)
+    st.caption("Worker command: " + run_views.shell(jobs.worker_command(bridge.workspace().root, run_id)))
+
+
+live_panel(run_id)

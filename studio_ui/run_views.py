@@ -1,0 +1,295 @@
+"""Forms and figures of the Plan, Training and Compare pages (presentation over core results)."""
+
+from __future__ import annotations
+
+import shlex
+from typing import get_args
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from baldistill_core.config import (METHODS, STUDENT_PRESETS, EvalConfig, IFDConfig, RunConfig, StudentConfig,
+                                    TeacherConfig)
+from studio_ui.charts import HEAD_COLOR, TAIL_COLOR
+
+RUN_F, TEACHER_F, STUDENT_F = RunConfig.model_fields, TeacherConfig.model_fields, StudentConfig.model_fields
+HEATMAP_ABOVE = 12  # domains; above this one line per domain is unreadable
+
+
+def _default(fields, name):
+    f = fields[name]
+    return f.default_factory() if f.default_factory is not None else f.default
+
+
+def _options(fields, name) -> list[str]:
+    return list(get_args(fields[name].annotation))
+
+
+def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | None, str | None]:
+    """The run config widgets (defaults and help from config.py). Returns (config, error message).
+
+    ``full`` adds the teacher and student fields (Training); the Plan page needs only the selection
+    fields.
+    """
+    c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 2])
+    methods = list(METHODS)
+    method = c1.selectbox("Method", methods, index=methods.index(_default(RUN_F, "method")), key=f"{key}_method",
+                          help=RUN_F["method"].description)
+    budget = c2.number_input("Budget B", min_value=1, value=_default(RUN_F, "budget"), key=f"{key}_budget",
+                             help=RUN_F["budget"].description)
+    stages = c3.number_input("Stages K", min_value=1, max_value=50, value=_default(RUN_F, "stages"),
+                             key=f"{key}_stages", help=RUN_F["stages"].description)
+    seed = c4.number_input("Seed", value=_default(RUN_F, "seed"), step=1, key=f"{key}_seed",
+                           help="Every random pick depends only on (seed, stage, domain).")
+    values: dict = dict(dataset=dataset, method=method, budget=int(budget), stages=int(stages), seed=int(seed))
+    ifd_f = IFDConfig.model_fields
+    cap = c5.number_input("IFD cap per domain", min_value=1,
+                          value=_default(ifd_f, "candidate_cap_per_domain"), key=f"{key}_ifdcap",
+                          help=ifd_f["candidate_cap_per_domain"].description)
+    values["ifd"] = dict(candidate_cap_per_domain=int(cap))
+    pol = METHODS[method]["policy"]
+    st.caption(f"Policy of **{method}**: {pol or 'none (no training)'}"
+               + (" · head picks by the student's IFD from stage 1" if METHODS[method]["ifd"] else "")
+               + (" · tail gaps filled by teacher synthesis" if METHODS[method]["synth"] else ""))
+    if full:
+        t1, t2, t3 = st.columns(3)
+        values["name"] = t1.text_input("Run name", value=_default(RUN_F, "name"), key=f"{key}_name",
+                                       help=RUN_F["name"].description)
+        backends = _options(TEACHER_F, "backend")
+        backend = t2.selectbox("Teacher backend", backends, index=backends.index(_default(TEACHER_F, "backend")),
+                               key=f"{key}_teacher", help=TEACHER_F["backend"].description)
+        teacher: dict = dict(backend=backend)
+        if backend != "recorded":
+            teacher["model"] = t3.text_input("Teacher model", value=_default(TEACHER_F, "model"),
+                                             key=f"{key}_tmodel", help=TEACHER_F["model"].description)
+        if backend == "openai":
+            u1, u2 = st.columns(2)
+            teacher["base_url"] = u1.text_input("Endpoint base URL", value="", key=f"{key}_url",
+                                                help=TEACHER_F["base_url"].description) or None
+            teacher["api_key_env"] = u2.text_input("API key variable", value=_default(TEACHER_F, "api_key_env"),
+                                                   key=f"{key}_keyenv", help=TEACHER_F["api_key_env"].description)
+        s1, s2, s3 = st.columns(3)
+        model = s1.text_input("Student model", value=_default(STUDENT_F, "model"), key=f"{key}_smodel",
+                              help=STUDENT_F["model"].description + " 'tiny-llama-test' = a 2-layer test model.")
+        presets = list(STUDENT_PRESETS)
+        preset = s2.selectbox("Student preset", presets, index=presets.index(_default(STUDENT_F, "preset")),
+                              key=f"{key}_preset", help=STUDENT_F["preset"].description)
+        values["auto_approve"] = s3.checkbox("Auto-approve synthetic data", value=_default(RUN_F, "auto_approve"),
+                                             key=f"{key}_auto", help=RUN_F["auto_approve"].description)
+        values["teacher"] = teacher
+        values["student"] = dict(model=model, preset=preset)
+        ev_f = EvalConfig.model_fields
+        e1, e2 = st.columns(2)
+        live = e1.number_input("Live eval examples per domain", min_value=1, value=_default(ev_f, "live_per_domain"),
+                               key=f"{key}_live", help=ev_f["live_per_domain"].description)
+        final = e2.number_input("Final test examples per domain", min_value=1,
+                                value=_default(ev_f, "final_per_domain"), key=f"{key}_final",
+                                help=ev_f["final_per_domain"].description)
+        values["eval"] = dict(live_per_domain=int(live), final_per_domain=int(final))
+    try:
+        return RunConfig.model_validate(values), None
+    except ValueError as e:
+        msgs = [f"{'.'.join(map(str, er['loc']))}: {er['msg']}" if er.get("loc") else er["msg"]
+                for er in getattr(e, "errors", lambda: [])()] or [str(e)]
+        return None, "This configuration is not valid — " + "; ".join(msgs)
+
+
+def minimal_config(cfg: RunConfig) -> dict:
+    """The config's fields that differ from the defaults (a preset stands for its expanded fields)."""
+    out = cfg.model_dump(mode="json", exclude_defaults=True)
+    out["dataset"] = cfg.dataset
+    if "student" in out:
+        out["student"] = {k: v for k, v in out["student"].items() if k in ("model", "preset")}
+    return out
+
+
+def cli_twin(cfg: RunConfig, file: str, verb: list[str]) -> str:
+    """A copy-pastable shell snippet: write the config YAML, then run the CLI verb on it."""
+    import yaml
+
+    body = yaml.safe_dump(minimal_config(cfg), sort_keys=False).rstrip()
+    return f"cat > {file} <<'YAML'\n{body}\nYAML\n" + shell(["baldistill", verb[0], file, *verb[1:]])
+
+
+def shell(args: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in args)
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _domain_style(d: str, tail: set[str]) -> dict:
+    if d in tail:
+        return dict(dash="dot", width=1.5, color=TAIL_COLOR)
+    return dict(dash="solid", width=1.5, color=HEAD_COLOR)
+
+
+def accuracy_figure(live: list[dict], head: list[str], tail: list[str], metric: str) -> go.Figure:
+    """Per-domain live score by stage: lines (head solid blue, tail dotted orange, macro black) or,
+    above ``HEATMAP_ABOVE`` domains, a domain × stage heatmap. Stage -1 is the base student."""
+    domains = sorted({r["domain"] for r in live if not r["domain"].startswith("_")})
+    stages = sorted({r["stage"] for r in live})
+    val = {(r["domain"], r["stage"]): r["value"] for r in live}
+    label = {s: ("base" if s < 0 else f"stage {s}") for s in stages}
+    fig = go.Figure()
+    if len(domains) > HEATMAP_ABOVE:
+        tails = set(tail)
+        order = sorted(domains, key=lambda d: (d in tails, d))
+        fig.add_heatmap(z=[[val.get((d, s)) for s in stages] for d in order], x=[label[s] for s in stages],
+                        y=[("◦ " if d in tails else "") + d for d in order], colorscale="Viridis", zmin=0, zmax=1,
+                        colorbar=dict(title=metric), hovertemplate="%{y} · %{x}: %{z:.3f}<extra></extra>")
+        fig.update_layout(height=max(360, 14 * len(order) + 80), yaxis=dict(autorange="reversed", dtick=1),
+                          title=f"Live {metric} per domain (◦ = tail domain)")
+    else:
+        tails = set(tail)
+        for d in domains:
+            xs = [label[s] for s in stages if (d, s) in val]
+            fig.add_scatter(x=xs, y=[val[(d, s)] for s in stages if (d, s) in val], mode="lines+markers", name=d,
+                            line=_domain_style(d, tails), legendgroup="tail" if d in tails else "head",
+                            legendgrouptitle_text="tail" if d in tails else "head")
+        if any(("_macro", s) in val for s in stages):
+            fig.add_scatter(x=[label[s] for s in stages if ("_macro", s) in val],
+                            y=[val[("_macro", s)] for s in stages if ("_macro", s) in val], mode="lines+markers",
+                            name="macro", line=dict(color="black", width=3))
+        fig.update_layout(height=380, yaxis=dict(range=[0, 1.02], title=metric),
+                          title=f"Live {metric} per domain (solid = head, dotted = tail)")
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), xaxis=dict(type="category", title=None))
+    return fig
+
+
+def loss_figure(loss: list[dict]) -> go.Figure:
+    fig = go.Figure()
+    for s in sorted({r["stage"] for r in loss}):
+        pts = sorted((r["step"], r["value"]) for r in loss if r["stage"] == s)
+        fig.add_scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=f"stage {s}")
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10), title="Training loss",
+                      xaxis_title="step", yaxis_title="loss")
+    return fig
+
+
+def grouped_bars(scores: list[dict], metric: str) -> go.Figure:
+    fig = go.Figure()
+    domains = sorted({d for s in scores for d in s["per_domain"]})
+    for s in scores:
+        ys = [s["per_domain"].get(d) for d in domains]
+        fig.add_bar(name=f"{s['name']} ({s['method']}) · {s['run_id'][-4:]}", x=domains, y=ys,
+                    text=[None if y is None else f"{y:.2f}" for y in ys], textposition="outside", cliponaxis=False)
+    fig.update_layout(barmode="group", height=420, margin=dict(l=10, r=10, t=40, b=10),
+                      yaxis=dict(title=metric, range=[0, 1.08]),
+                      title=f"{metric} per domain", xaxis_tickangle=-45 if len(domains) > 12 else 0,
+                      legend=dict(orientation="h"))
+    return fig
+
+
+def head_tail_scatter(scores: list[dict], metric: str) -> go.Figure:
+    pts = [s for s in scores if s["head"] is not None and s["tail"] is not None]
+    fig = go.Figure(go.Scatter(
+        x=[s["head"] for s in pts], y=[s["tail"] for s in pts], mode="markers+text",
+        text=[s["name"] for s in pts], textposition="top center", marker=dict(size=14, color=HEAD_COLOR),
+        customdata=[[s["method"], s["run_id"]] for s in pts],
+        hovertemplate="%{text} · %{customdata[0]}<br>head %{x:.3f} · tail %{y:.3f}<extra>%{customdata[1]}</extra>"))
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#aaa"), showlegend=False,
+                    hoverinfo="skip")
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=40, b=10), title=f"Head vs tail {metric}",
+                      xaxis=dict(title=f"head {metric}", range=[0, 1]), yaxis=dict(title=f"tail {metric}", range=[0, 1]),
+                      showlegend=False)
+    return fig
+
+
+def spend_bars(scores: list[dict]) -> go.Figure:
+    names = [s["name"] + " · " + s["run_id"][-4:] for s in scores]
+    fig = go.Figure()
+    fig.add_bar(name="budget B", x=names, y=[s["budget"] for s in scores], marker_color="#ced4da")
+    fig.add_bar(name="examples selected", x=names, y=[s["selected"] for s in scores], marker_color=TAIL_COLOR)
+    fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=40, b=10), title="Budget spent",
+                      yaxis_title="examples")
+    return fig
+
+
+def figure_png(fig: go.Figure) -> bytes | None:
+    """PNG bytes via kaleido + the system Chromium, or None when that is unavailable (a few seconds:
+    call it on demand, never on every render)."""
+    import os
+
+    if not os.environ.get("BROWSER_PATH") and os.path.exists("/usr/bin/chromium"):
+        os.environ["BROWSER_PATH"] = "/usr/bin/chromium"
+    try:
+        return fig.to_image(format="png", width=1200, height=int(fig.layout.height or 500), scale=1)
+    except Exception:  # kaleido missing, no Chrome, or it failed to start
+        return None
+
+
+def figure_html(fig: go.Figure) -> str:
+    """Self-contained HTML of a figure (plotly.js inlined, works offline)."""
+    return fig.to_html(include_plotlyjs=True, full_html=True)
+
+
+# ---------------------------------------------------------------- the stage preview (Plan page)
+
+
+def candidates_to_score(pv, cap: int) -> int:
+    """How many head candidates the student would score (the same cap rule as selection)."""
+    a = pv.allocation
+    if a is None:
+        return 0
+    return sum(min(max(cap, a.real[d]), a.pool[d]) for d in a.head if 0 < a.real[d] < a.pool[d])
+
+
+def quota_figure(pv) -> go.Figure:
+    a = pv.allocation
+    order = sorted(a.quota, key=lambda d: (-a.quota[d], d))
+    fig = go.Figure()
+    fig.add_bar(name="real (head picks / tail's real examples)", x=order, y=[a.real[d] for d in order],
+                marker_color=[HEAD_COLOR if d in a.head else TAIL_COLOR for d in order])
+    fig.add_bar(name="gap filled (synthetic / duplicate)", x=order, y=[a.fill[d] for d in order],
+                marker_color=TAIL_COLOR, marker_pattern_shape="/")
+    fig.update_layout(barmode="stack", height=340, margin=dict(l=10, r=10, t=40, b=10), yaxis_title="examples",
+                      title=f"Stage {pv.stage} quota per domain (blue = head, orange = tail)",
+                      xaxis_tickangle=-45 if len(order) > 12 else 0, legend=dict(orientation="h"))
+    return fig
+
+
+def preview_panels(pv) -> None:
+    a = pv.allocation
+    if a is None:
+        return
+    m = st.columns(4)
+    m[0].metric("Stage budget", a.budget)
+    m[1].metric("Head domains", len(a.head))
+    m[2].metric("Tail domains", len(a.tail))
+    m[3].metric("Gap to fill", sum(a.fill.values()))
+    st.plotly_chart(quota_figure(pv), width="stretch", key="plan_quota")
+    st.dataframe(pv.rows(), hide_index=True, width="stretch")
+    st.subheader("Head picks" + (" — highest IFD first" if pv.by_ifd else " — random"))
+    if pv.head_picks:
+        st.dataframe(pv.head_picks, hide_index=True, width="stretch",
+                     column_config={"ifd": st.column_config.NumberColumn("IFD", format="%.4f")})
+    else:
+        st.caption("No head picks at this stage.")
+    if pv.runners_up:
+        st.caption("Runners-up (the next candidates by IFD, not picked):")
+        st.dataframe(pv.runners_up, hide_index=True, width="stretch",
+                     column_config={"ifd": st.column_config.NumberColumn("IFD", format="%.4f")})
+    st.subheader("Tail gaps")
+    if not pv.tail_gaps:
+        st.caption("No tail domain at this stage: every domain's pool covers its quota.")
+    for g in pv.tail_gaps:
+        with st.container(border=True):
+            st.text(f"{g['domain']}: {g['real']} real + gap of {g['gap']} filled by {g['fill']} · "
+                    f"{g['approved']} approved synthetic ready · {g['pending']} pending review · "
+                    f"{g['short']} still to synthesize")
+            if g["items"]:
+                st.dataframe(g["items"], hide_index=True, width="stretch")
+    if any(g["short"] for g in pv.tail_gaps):
+        nav_link("pages/review.py", "Review synthetic examples", ":material/fact_check:")
+
+
+def nav_link(path: str, label: str, icon: str | None = None) -> None:
+    """``st.page_link`` that degrades to a plain label when the page runs outside ``app.py``'s
+    navigation (a page script tested on its own)."""
+    from streamlit.errors import StreamlitAPIException
+
+    try:
+        st.page_link(path, label=label, icon=icon)
+    except StreamlitAPIException:
+        st.caption(f"{label} (open it from the navigation)")

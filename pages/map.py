@@ -7,7 +7,7 @@ can turn the clusters into its domains ("pseudo-domains").
 import streamlit as st
 
 from baldistill_core.config import MapConfig
-from studio_ui import bridge, map_view
+from studio_ui import auth, bridge, map_view
 
 st.title("Map")
 dataset = bridge.current_dataset()
@@ -92,7 +92,7 @@ if not map_view.has_domains(dataset):
              "Balancing then works on these pseudo-domains.")
     st.dataframe(map_view.cluster_preview(md), hide_index=True, width="stretch", height=240)
     sure = st.checkbox("I understand this replaces the domain of every training example", key="confirm_pseudo")
-    if st.button("Use clusters as domains", disabled=not sure, type="primary"):
+    if st.button("Use clusters as domains", disabled=not (sure and auth.allowed("operator", "change domains")), type="primary"):
         try:
             counts = map_view.use_clusters_as_domains(dataset, embedder)
         except ValueError as e:

@@ -8,7 +8,7 @@ import streamlit as st
 
 from baldistill_core import data, review, synthesis
 from baldistill_core.review_facets import facets
-from studio_ui import bridge, review_views as rv
+from studio_ui import auth, bridge, review_views as rv
 
 PAGE_SIZE = 10
 ALL = "(all)"
@@ -26,6 +26,9 @@ f = facets(conn, dataset)
 
 
 def _load_recorded(n: int) -> None:
+    if not auth.can("reviewer"):
+        rv.message("error", "Loading examples into the queue needs the reviewer role.")
+        return
     try:
         added = synthesis.import_recorded_synthetic(bridge.conn(), spec, per_domain=n)
     except ValueError as e:
@@ -97,7 +100,8 @@ with st.expander(f"Bulk action on all {total} filtered examples"):
     action = b1.radio("Action", ["approve", "reject"], horizontal=True, key="bulk_action")
     reason = b2.selectbox("Reason (reject)", rv.REJECT_REASONS, accept_new_options=True, key="bulk_reason")
     sure = st.checkbox(f"Yes, {action} all {total} examples matching the filters", key=f"bulk_confirm_{st.session_state.get('bulk_round', 0)}")
-    if st.button(f"Bulk {action}", disabled=not (sure and reviewer), key="bulk_go"):
+    if st.button(f"Bulk {action}", disabled=not (sure and reviewer and auth.allowed("reviewer", "bulk decisions")),
+                 key="bulk_go"):
         try:
             n = review.bulk(conn, review.queue_ids(conn, dataset, **filters), action, reviewer,
                             reason if action == "reject" else None)

@@ -9,7 +9,7 @@ import time
 import streamlit as st
 
 from baldistill_core import jobs, monitor, runs
-from studio_ui import bridge, review_views, run_views
+from studio_ui import auth, bridge, review_views, run_views
 
 st.title("Training")
 dataset = bridge.current_dataset()
@@ -18,7 +18,7 @@ if dataset is None:
     st.stop()
 ws = bridge.workspace()
 conn = bridge.conn()
-reviewer = review_views.reviewer_name() or None
+reviewer = auth.user_name() if not auth.can("operator") else (review_views.reviewer_name() or auth.user_name())
 
 choices = monitor.run_choices(conn, dataset)
 wanted = st.query_params.get("run")
@@ -32,7 +32,8 @@ with st.expander("Launch a new run", expanded=not choices and not wanted):
         st.code(run_views.cli_twin(cfg, "run.yaml", ["run", "--detach"]), language="bash")
         with st.popover("Full run config (YAML)"):
             st.code(cfg.to_yaml(), language="yaml")
-    if st.button("Launch", type="primary", disabled=cfg is None, key="launch"):
+    if st.button("Launch", type="primary", disabled=cfg is None or not auth.allowed("operator", "launch runs"),
+                 key="launch"):
         try:
             run_id, _proc = jobs.submit(ws, conn, cfg, created_by=reviewer)
         except (ValueError, runs.RunError) as e:
@@ -75,10 +76,10 @@ def live_panel(run_id: str) -> None:
     head = st.columns([3, 1, 1])
     head[0].markdown(f":{color}-badge[{label}] &nbsp; **{snap.config.method}** · B={snap.config.budget} · "
                      f"K={p['stages']} · student `{snap.config.student.model}` ({snap.config.student.preset})")
-    if head[1].button("Cancel", disabled=not snap.can_cancel, key="cancel_run"):
+    if head[1].button("Cancel", disabled=not (snap.can_cancel and auth.can("operator")), key="cancel_run"):
         st.toast(f"Run {jobs.cancel(bridge.conn(), run_id)}")
         st.rerun(scope="fragment")
-    if head[2].button("Resume", disabled=not snap.can_resume, key="resume_run"):
+    if head[2].button("Resume", disabled=not (snap.can_resume and auth.can("operator")), key="resume_run"):
         try:
             jobs.resume(bridge.workspace(), bridge.conn(), run_id)
         except runs.RunError as e:

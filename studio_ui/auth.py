@@ -88,6 +88,11 @@ def allowed(role: str, action: str) -> bool:
         return False
 
 
+def can(role: str) -> bool:
+    user = current_user()
+    return user is not None and user.can(role)
+
+
 def user_name() -> str:
     user = current_user()
     return user.name if user else "anonymous"

@@ -71,6 +71,10 @@ def domain_table(s: DomainStats, plans: list[StagePlan] | None) -> list[dict]:
 
 def upload_form(bridge) -> None:
     """Upload a JSONL/CSV/Parquet file, map its columns, validate, import. Nothing changes on error."""
+    from studio_ui import auth
+
+    if not auth.allowed("operator", "upload datasets"):
+        return
     fields = DatasetSpec.model_fields
     up = st.file_uploader("Training file", type=["jsonl", "json", "csv", "tsv", "parquet"], key="upload_train",
                           help=f"At most {st.get_option('server.maxUploadSize')} MB.")

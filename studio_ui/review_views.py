@@ -13,7 +13,7 @@ import datetime as dt
 import streamlit as st
 
 from baldistill_core import nearest, review
-from studio_ui import bridge
+from studio_ui import auth, bridge
 
 REJECT_REASONS = ["wrong answer", "off-topic for the domain", "near-duplicate of a real example",
                   "malformed or low quality"]
@@ -22,9 +22,14 @@ STATUS_BADGE = {"pending": ("gray", "pending"), "approved": ("green", "approved"
 
 
 def reviewer_name() -> str:
-    """Sidebar text input; the name survives page switches (a plain session key backs the widget)."""
+    """The name recorded with decisions: the signed-in identity for remote users (not editable, so the audit
+    trail cannot be forged); on localhost a sidebar text input defaulting to the local user."""
+    user = auth.current_user()
+    if user is not None and user.via != "local":
+        st.session_state["reviewer_name"] = user.name
+        return user.name
     if "reviewer_name" not in st.session_state:
-        st.session_state["reviewer_name"] = ""
+        st.session_state["reviewer_name"] = user.name if user else ""
     st.session_state["_reviewer_input"] = st.session_state["reviewer_name"]
 
     def _keep():
@@ -50,6 +55,9 @@ def show_message() -> None:
 def _do(action: str, sid: str, version: int, **kw) -> None:
     """Button callback: apply one decision and remember it for 'Undo my last decision'."""
     who = st.session_state.get("reviewer_name", "")
+    if not auth.can("reviewer"):
+        message("error", "Deciding on synthetic examples needs the reviewer role; ask an operator.")
+        return
     conn = bridge.conn()
     try:
         if action == "approve":
@@ -75,6 +83,9 @@ def undo_last() -> None:
     stack = st.session_state.get("review_undo") or []
     if not stack:
         message("error", "Nothing to undo in this session.")
+        return
+    if not auth.can("reviewer"):
+        message("error", "Undo needs the reviewer role.")
         return
     sid = stack.pop()
     try:

@@ -78,3 +78,36 @@ def test_non_local_request_meets_login_and_no_page(tmp_path, browser, browser_ou
     finally:
         relay.close()
         app.stop()
+
+
+def test_viewer_cannot_decide_or_launch_through_the_pages(page_env, monkeypatch):
+    """A signed-in viewer sees the Review and Training pages but every state-changing control refuses."""
+    from streamlit.testing.v1 import AppTest
+
+    from baldistill_core import review, synthesis
+    from baldistill_core.data import dataset_spec
+    from baldistill_core.workspace import open_workspace
+    from conftest import REPO
+
+    _, conn = open_workspace(page_env)
+    synthesis.import_recorded_synthetic(conn, dataset_spec(conn, "math_lt"), per_domain=2)
+    before = review.progress(conn, "math_lt")
+
+    at = AppTest.from_file(str(REPO / "pages" / "review.py"), default_timeout=120)
+    at.query_params["dataset"] = "math_lt"
+    at.session_state["_user"] = User("vic", "viewer", "password")
+    at.run()
+    assert not at.exception
+    approve = [b for b in at.button if b.label.lower().startswith("approve")]
+    assert approve, "the queue shows approve buttons"
+    approve[0].click().run()
+    assert review.progress(conn, "math_lt") == before  # nothing changed
+    assert any("needs the reviewer role" in e.value for e in at.error)
+
+    at = AppTest.from_file(str(REPO / "pages" / "training.py"), default_timeout=120)
+    at.query_params["dataset"] = "math_lt"
+    at.session_state["_user"] = User("vic", "viewer", "password")
+    at.run()
+    assert not at.exception
+    launch = [b for b in at.button if b.label == "Launch"]
+    assert launch and launch[0].disabled

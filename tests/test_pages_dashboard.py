@@ -113,8 +113,8 @@ def test_plan_invalid_config_is_an_error_not_a_crash(page_env):
 
 def _review_at(name: str | None = "alice", nearest_by: str = "tfidf", **q) -> AppTest:
     at = _at("pages/review.py", **{"dataset": "math_lt", **q})
-    if name:
-        at.session_state["reviewer_name"] = name
+    # None = a local user who cleared the name field (it defaults to the OS user)
+    at.session_state["reviewer_name"] = name or ""
     at.session_state["nearest_by"] = nearest_by  # MiniLM only in the slow test below
     return at.run()
 

@@ -10,6 +10,7 @@ couple of seconds and turns a ``cancelling`` status into a stop signal for the p
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -135,7 +136,10 @@ def run_worker(ws, conn, run_id: str, *, api_key: str | None = None, echo=None) 
         raise
     except Exception as e:  # record every failure, then let the caller see the exit code
         runs.log(conn, run_id, traceback.format_exc(), "error")
-        runs.set_status(conn, run_id, "failed", error=f"{type(e).__name__}: {e}")
+        hint = ""
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            hint = " — free disk space under the workspace, then Resume: finished stages are kept"
+        runs.set_status(conn, run_id, "failed", error=f"{type(e).__name__}: {e}{hint}")
         return EXIT_FAILED
     finally:
         hb.stop()

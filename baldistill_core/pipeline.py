@@ -39,6 +39,13 @@ class AwaitingReview(Exception):
     """A stage needs synthetic examples that a person has not approved yet."""
 
 
+TEACHER_ERROR = "teacher error"
+
+
+class TeacherUnavailable(RuntimeError):
+    """Calls failed after their retries: the run stops (resumable) instead of dropping examples."""
+
+
 class Pipeline:
     def __init__(self, conn, run_id: str, *, api_key: str | None = None,
                  cancel_event: threading.Event | None = None, teacher=None, echo: Callable[[str], None] | None = None):
@@ -60,6 +67,8 @@ class Pipeline:
         self._echo = echo
         self._base_path = None
         self._loaded: tuple[str | None, object, object] | None = None
+        self._tokenizer = None
+        self._last_eval: tuple[str | None, tuple, evaluate.EvalReport] | None = None
 
     # ------------------------------------------------------------ small helpers
 
@@ -99,7 +108,21 @@ class Pipeline:
         return self._loaded[1], self._loaded[2]
 
     def prompt_of(self, e: dict) -> str:
-        return student_prompt(self.instruction, e["input"], self.spec.task_type)
+        return student_prompt(self.instruction, self.clip_input(e["input"]), self.spec.task_type)
+
+    def clip_input(self, text: str) -> str:
+        """The input cut to ``student.max_input_tokens`` tokens (the same cut for training, IFD, evaluation)."""
+        limit = self.cfg.student.max_input_tokens
+        if not limit or len(text) <= limit:  # a token is at least one character
+            return text
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.base_path()))
+        enc = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        if len(enc["input_ids"]) <= limit:
+            return text
+        return text[:enc["offset_mapping"][limit - 1][1]].rstrip()
 
     def adapter_dir(self, stage: int) -> str | None:
         r = store.one(self.conn, "SELECT adapter_dir FROM stage_details WHERE run_id = ? AND stage = ?",
@@ -240,17 +263,28 @@ class Pipeline:
                                       " AND example_id = ?", [(self.run_id, i, x) for x in ids])
         elif ids:
             items = {e["id"]: e for e in store.examples(self.conn, self.cfg.dataset, "train", ids=ids)}
-            chunk = 16
+            # Checkpoint every chunk; a chunk several times the concurrency keeps the teacher's pool full.
+            chunk = max(16, 4 * self.cfg.teacher.concurrency)
+            unreachable: list[str] = []
             for s in range(0, len(ids), chunk):
                 self.check_cancel()
                 batch = [items[x] for x in ids[s:s + chunk]]
                 notes = self.teacher().annotate(batch)
+                # A call that failed after its retries (endpoint down, timeouts) says nothing about the
+                # example: leave it unannotated so a resume asks again, rather than dropping it for good.
+                failed = [a for a in notes if (a.reason or "").startswith(TEACHER_ERROR)]
+                unreachable += [a.reason for a in failed]
                 with store.transaction(self.conn):
                     self.conn.executemany(
                         "UPDATE selections SET kept = ?, drop_reason = ?, rationale = ? WHERE run_id = ? AND stage = ?"
                         " AND example_id = ? AND kind IN ('head', 'tail_real')",
                         [(1 if a.kept else 0, None if a.kept else (a.reason or "mismatch"), a.rationale or "",
-                          self.run_id, i, a.id) for a in notes])
+                          self.run_id, i, a.id) for a in notes if a not in failed])
+            if unreachable:
+                raise TeacherUnavailable(
+                    f"stage {i}: the teacher could not annotate {len(unreachable)} of {len(ids)} examples "
+                    f"({unreachable[-1]}); nothing was dropped — check the endpoint and Resume: paid calls are "
+                    f"cached and only the missing ones are asked again")
         with store.transaction(self.conn):
             self._resolve_duplicates(i)
             runs.set_stage(self.conn, self.run_id, i, "training")
@@ -335,10 +369,18 @@ class Pipeline:
                  f"{report.score('_macro'):.3f}, micro {report.score('_micro'):.3f}")
 
     def _evaluate(self, items: list[dict], adapter: str | None) -> evaluate.EvalReport:
+        # Greedy decoding is deterministic: the same student on the same items (the final test
+        # subset equals the live one when their per-domain caps match) reuses the last report.
+        key = tuple(e["id"] for e in items)
+        if self._last_eval is not None and self._last_eval[:2] == (adapter, key):
+            return self._last_eval[2]
         model, tok = self.model(adapter)
-        return evaluate.evaluate_model(
-            model, tok, items, task_type=self.spec.task_type, instruction=self.spec.instruction, labels=self.labels,
+        clipped = [dict(e, input=self.clip_input(e["input"])) for e in items]
+        report = evaluate.evaluate_model(
+            model, tok, clipped, task_type=self.spec.task_type, instruction=self.spec.instruction, labels=self.labels,
             sizes=self.sizes, max_new_tokens=self.cfg.student.max_new_tokens, batch_size=self.cfg.ifd.batch_size)
+        self._last_eval = (adapter, key, report)
+        return report
 
     def _final_eval(self) -> None:
         self.check_cancel()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import re
 import secrets
 import sqlite3
@@ -119,6 +120,16 @@ def set_status(conn: sqlite3.Connection, run_id: str, status: str, *, error: str
 def set_progress(conn: sqlite3.Connection, run_id: str, stage: int | None, step: str) -> None:
     conn.execute("UPDATE runs SET current_stage = ?, current_step = ?, updated_at = ? WHERE id = ?",
                  (stage, step, store.now(), run_id))
+    _maybe_die(stage, step)
+
+
+def _maybe_die(stage: int | None, step: str) -> None:
+    """Fault injection for the kill-at-every-step tests: ``BALDISTILL_FAULT_KILL_AT="<stage>:<step prefix>"``
+    makes the worker SIGKILL itself when it reaches that step — the same abrupt death as ``kill -9``, at a
+    point a test can name instead of racing for it. Unset in normal use."""
+    target = os.environ.get("BALDISTILL_FAULT_KILL_AT")
+    if target and f"{stage}:{step}".startswith(target):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def log(conn: sqlite3.Connection, run_id: str, message: str, level: str = "info") -> None:

@@ -31,7 +31,7 @@ _DOMAIN = re.compile(r"Domain: <<<DATA domain\n(.*?)\nDATA>>>", re.S)
 
 
 class FakeOpenAI:
-    def __init__(self, *, latency_s: float = 0.0, reject_json_schema: bool = False):
+    def __init__(self, *, latency_s: float = 0.0, reject_json_schema: bool = False, port: int = 0):
         self.latency_s = latency_s
         self.reject_json_schema = reject_json_schema
         self.lock = threading.Lock()
@@ -40,7 +40,7 @@ class FakeOpenAI:
         self.inflight = 0
         self.max_inflight = 0
         self.synth_counter = 0
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"

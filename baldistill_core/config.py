@@ -64,6 +64,8 @@ class DatasetSpec(_Strict):
 
 
 class TeacherConfig(_Strict):
+    """How to reach the teacher. The API key itself is never a field: only the name of the variable."""
+
     backend: Literal["recorded", "openai", "local"] = Field(
         "recorded", description="recorded = replay bundled real outputs (offline, free); openai = any "
         "OpenAI-compatible endpoint; local = a local transformers model (low quality)."
@@ -85,6 +87,20 @@ class TeacherConfig(_Strict):
     price_out_per_mtok: float = Field(0.60, ge=0, description="USD per million output tokens (for the cost estimate).")
     cost_cap_usd: float | None = Field(None, ge=0, description="Stop the run cleanly once this much is spent.")
     verify_synthetic: bool = Field(True, description="Teacher re-solves each synthetic input blind; keep agreement.")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_var_looks_like_a_key(cls, v: str) -> str:
+        # The variable's value is sent to base_url: refuse names that would hand over other secrets
+        # (a cloud credential, a database password) to an endpoint typed into a form.
+        import re
+
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*(API_KEY|_TOKEN)", v or ""):
+            raise ValueError(
+                f"api_key_env {v!r} is not an API-key variable name; use one ending in API_KEY or _TOKEN "
+                f"(e.g. OPENAI_API_KEY, VLLM_API_KEY)"
+            )
+        return v
 
 
 StudentPreset = Literal["cpu-demo", "paper-gpu", "test-tiny"]
@@ -113,6 +129,10 @@ class StudentConfig(_Strict):
     fresh_adapter_per_stage: bool = Field(True, description="Paper: a fresh adapter each stage on cumulative data.")
     accelerate_num_processes: int = Field(1, ge=1, description=">1 launches training via `accelerate launch`.")
     max_new_tokens: int = Field(128, ge=8, description="Generation length for IFD rationales and evaluation.")
+    max_input_tokens: int | None = Field(
+        None, ge=8, description="Clip each input (story, problem) to its first N tokens, in training, IFD scoring "
+        "and evaluation alike, so a long input leaves room for the rationale within max_seq_len; empty = no clip."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -231,9 +231,45 @@ def content_hash(train: list[dict], test: list[dict]) -> str:
     return h.hexdigest()[:16]
 
 
+def upload_name(name: str) -> str:
+    """An uploaded file's name must be a plain file name: it is a label, never a path on the server.
+
+    >>> upload_name("train.jsonl")
+    'train.jsonl'
+    >>> upload_name("../../etc/passwd")
+    Traceback (most recent call last):
+    ...
+    baldistill_core.data.DataError: upload name '../../etc/passwd' is not a plain file name; rename the file (no folders, no '..')
+    """
+    if not name or Path(name).name != name or name in (".", "..") or "\\" in name or "\x00" in name:
+        raise DataError(f"upload name {name!r} is not a plain file name; rename the file (no folders, no '..')")
+    return name
+
+
+def confine(path: str | Path, roots: list[Path]) -> Path:
+    """Resolve ``path`` (symlinks and '..' included) and refuse it outside ``roots``.
+
+    Used for every server-side path that reaches the core from the UI.
+    """
+    resolved = Path(path).resolve()
+    for root in roots:
+        if resolved.is_relative_to(Path(root).resolve()):
+            return resolved
+    raise DataError(f"{path}: outside the workspace ({', '.join(str(r) for r in roots)}); copy the file into the "
+                    f"workspace folder or upload it")
+
+
 def load_dataset(spec: DatasetSpec, *, uploads: dict[str, bytes] | None = None, base_dir: Path | None = None) -> LoadedDataset:
-    """Read and validate both splits of ``spec``. ``uploads`` maps a path in the spec to bytes."""
+    """Read and validate both splits of ``spec``. ``uploads`` maps a path in the spec to bytes; with uploads,
+    every path in the spec must be one of them (an upload never makes the server read its own files)."""
     uploads = uploads or {}
+    if uploads:
+        for name in uploads:
+            upload_name(name)
+        for fld in ("train_path", "test_path", "readme", "recorded_rationales", "recorded_synthetic"):
+            p = getattr(spec, fld)
+            if p is not None and p not in uploads:
+                raise DataError(f"{fld} {p!r} is not among the uploaded files; upload it too")
 
     def resolve(p: str) -> Path:
         q = Path(p)

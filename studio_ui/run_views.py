@@ -10,6 +10,7 @@ import streamlit as st
 
 from baldistill_core.config import (METHODS, STUDENT_PRESETS, EvalConfig, IFDConfig, RunConfig, StudentConfig,
                                     TeacherConfig)
+from studio_ui import auth, bridge
 from studio_ui.charts import HEAD_COLOR, TAIL_COLOR
 
 RUN_F, TEACHER_F, STUDENT_F = RunConfig.model_fields, TeacherConfig.model_fields, StudentConfig.model_fields
@@ -78,6 +79,15 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
                                              key=f"{key}_auto", help=RUN_F["auto_approve"].description)
         values["teacher"] = teacher
         values["student"] = dict(model=model, preset=preset)
+        user = auth.current_user()
+        if user is not None and user.via != "local" and _is_path(model):
+            from baldistill_core.data import DataError, confine
+            from baldistill_core.workspace import model_cache_dir
+
+            try:  # a remote user may only point at models inside the workspace or the model cache
+                confine(model, [bridge.workspace().root, model_cache_dir()])
+            except DataError as e:
+                return None, f"This configuration is not valid — student model: {e}"
         ev_f = EvalConfig.model_fields
         e1, e2 = st.columns(2)
         live = e1.number_input("Live eval examples per domain", min_value=1, value=_default(ev_f, "live_per_domain"),
@@ -92,6 +102,12 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
         msgs = [f"{'.'.join(map(str, er['loc']))}: {er['msg']}" if er.get("loc") else er["msg"]
                 for er in getattr(e, "errors", lambda: [])()] or [str(e)]
         return None, "This configuration is not valid — " + "; ".join(msgs)
+
+
+def _is_path(model: str) -> bool:
+    from pathlib import Path
+
+    return model.startswith(("/", ".", "~")) or Path(model).exists()
 
 
 def minimal_config(cfg: RunConfig) -> dict:

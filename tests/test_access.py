@@ -111,3 +111,26 @@ def test_viewer_cannot_decide_or_launch_through_the_pages(page_env, monkeypatch)
     assert not at.exception
     launch = [b for b in at.button if b.label == "Launch"]
     assert launch and launch[0].disabled
+
+
+def test_api_key_variable_must_name_an_api_key():
+    from baldistill_core.config import TeacherConfig
+
+    assert TeacherConfig(api_key_env="VLLM_API_KEY").api_key_env == "VLLM_API_KEY"
+    for bad in ("AWS_SECRET_ACCESS_KEY", "DATABASE_PASSWORD", "PATH", "openai_api_key"):
+        with pytest.raises(ValueError, match="not an API-key variable name"):
+            TeacherConfig(api_key_env=bad)
+
+
+def test_remote_operator_cannot_point_the_student_outside_the_workspace(page_env):
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import REPO
+
+    at = AppTest.from_file(str(REPO / "pages" / "training.py"), default_timeout=120)
+    at.query_params["dataset"] = "math_lt"
+    at.session_state["_user"] = User("olga", "operator", "password")
+    at.run()
+    at.text_input(key="train_smodel").set_value("/etc").run()
+    assert any("outside the workspace" in e.value for e in at.error)
+    assert [b for b in at.button if b.label == "Launch"][0].disabled

@@ -177,3 +177,27 @@ def test_csv_with_extra_values_names_the_line(tmp_path):
 def test_bad_dataset_name_says_what_is_allowed():
     with pytest.raises(ValueError, match="letters, digits"):
         DatasetSpec(name="../etc", train_path="x.jsonl")
+
+
+def test_uploads_never_read_server_paths(tmp_path):
+    good = b'{"id": "1", "domain": "a", "input": "x", "answer": "p"}\n{"id": "2", "domain": "b", "input": "y", "answer": "q"}\n'
+    spec = DatasetSpec(name="up", train_path="t.jsonl")
+    assert len(load_dataset(spec, uploads={"t.jsonl": good}).train) == 2
+    with pytest.raises(DataError, match="not a plain file name"):
+        load_dataset(DatasetSpec(name="up", train_path="../t.jsonl"), uploads={"../t.jsonl": good})
+    secret = tmp_path / "secret.jsonl"
+    secret.write_bytes(good)
+    with pytest.raises(DataError, match="not among the uploaded files"):
+        load_dataset(DatasetSpec(name="up", train_path="t.jsonl", test_path=str(secret)), uploads={"t.jsonl": good})
+
+
+def test_confine_refuses_dotdot_and_symlinks_out(tmp_path):
+    ws = tmp_path / "ws"
+    (ws / "data").mkdir(parents=True)
+    (ws / "data" / "ok.jsonl").write_text("{}")
+    assert data.confine(ws / "data" / "ok.jsonl", [ws]) == (ws / "data" / "ok.jsonl").resolve()
+    with pytest.raises(DataError, match="outside the workspace"):
+        data.confine(ws / "data" / ".." / ".." / "elsewhere.jsonl", [ws])
+    (ws / "link").symlink_to(tmp_path)
+    with pytest.raises(DataError, match="outside the workspace"):
+        data.confine(ws / "link" / "x.jsonl", [ws])

@@ -134,11 +134,11 @@ def test_stored_run_config_holds_no_secret(empty_ws, monkeypatch):
     from baldistill_core.config import RunConfig
 
     ws, conn = empty_ws
-    monkeypatch.setenv("MY_TEACHER_KEY", "sk-test-secret-123")
-    cfg = RunConfig(dataset="d", teacher=dict(backend="openai", api_key_env="MY_TEACHER_KEY"))
+    monkeypatch.setenv("MY_TEACHER_API_KEY", "sk-test-secret-123")
+    cfg = RunConfig(dataset="d", teacher=dict(backend="openai", api_key_env="MY_TEACHER_API_KEY"))
     run_id = runs.create_run(conn, ws.runs_dir, cfg)
     run = runs.get_run(conn, run_id)
     stored = store.one(conn, "SELECT config FROM runs WHERE id = ?", (run_id,))["config"]
     assert "sk-test-secret" not in stored
     assert "sk-test-secret" not in (Path(run["folder"]) / "config.yaml").read_text()
-    assert run["config"]["teacher"]["api_key_env"] == "MY_TEACHER_KEY"
+    assert run["config"]["teacher"]["api_key_env"] == "MY_TEACHER_API_KEY"

@@ -134,3 +134,24 @@ def test_remote_operator_cannot_point_the_student_outside_the_workspace(page_env
     at.text_input(key="train_smodel").set_value("/etc").run()
     assert any("outside the workspace" in e.value for e in at.error)
     assert [b for b in at.button if b.label == "Launch"][0].disabled
+
+
+def test_oidc_login_is_offered_when_secrets_configure_it(tmp_path, monkeypatch):
+    """With an [auth] section in secrets.toml, a remote visitor gets the identity-provider button."""
+    from streamlit.testing.v1 import AppTest
+
+    script = tmp_path / "gate.py"
+    script.write_text(
+        "import streamlit as st\n"
+        "from studio_ui import auth\n"
+        "auth._login_form()\n"
+    )
+    at = AppTest.from_file(str(script), default_timeout=60)
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
+                          "client_id": "id", "client_secret": "s",
+                          "server_metadata_url": "https://idp.example/.well-known/openid-configuration"}
+    monkeypatch.delenv("BALDISTILL_USERS", raising=False)
+    at.run()
+    assert not at.exception
+    assert [b.label for b in at.button] == ["Sign in with your identity provider"]
+    assert not at.error  # OIDC alone is a valid configuration

@@ -132,45 +132,52 @@ class StagePlan:
         ]
 
 
-def plan(policy: str, sizes: dict[str, int], budget: int, stages: int, *, fill: str | None = None) -> list[StagePlan]:
-    """Simulate the stage loop's bookkeeping: quotas, head/tail per stage, and the shrinking pool.
+def allocate_stage(policy: str, sizes: dict[str, int], pool: dict[str, int], budget: int, stages: int, stage: int,
+                   *, fill: str | None = None, pool_total: int | None = None) -> StagePlan:
+    """One stage of the loop's bookkeeping: quotas (from the original ``sizes``), head/tail (from the
+    remaining ``pool``), the real picks and the gap to fill.
 
-    A domain is head at a stage when its remaining pool covers its quota. ``fill`` overrides the
-    policy's way of covering a tail gap: ``synthesize`` or ``duplicate`` keep the quota; with
-    ``redistribute`` (no synthesis) the gap goes to domains with spare pool, so B is still spent.
+    A domain is head when its remaining pool covers its quota. ``fill`` overrides the policy's way of
+    covering a tail gap: ``synthesize`` or ``duplicate`` keep the quota; with ``redistribute`` (no
+    synthesis) the gap goes to domains with spare pool, so the stage still spends its whole budget.
     """
     fill = fill or POLICIES[policy].fill
+    q = quotas(policy, sizes, budget, stages, stage)
+    pool = {d: pool.get(d, 0) for d in q}
+    head = [d for d in q if pool[d] >= q[d]]
+    tail = [d for d in q if pool[d] < q[d]]
+    real = {d: min(q[d], pool[d]) for d in q}
+    gap = {d: q[d] - real[d] for d in q}
+    if fill == "redistribute" and sum(gap.values()):
+        missing = sum(gap.values())
+        spare = {d: pool[d] - real[d] for d in q if pool[d] > real[d]}
+        if sum(spare.values()) < missing:
+            limit = f" to at most {pool_total}" if pool_total is not None else ""
+            raise ValueError(
+                f"stage {stage}: the pool has {sum(pool.values())} examples left but the stage needs "
+                f"{sum(q.values())}, and policy {policy!r} cannot synthesize; lower the budget{limit} or use a "
+                f"synthesizing policy (naive, adaptive; methods baldistill_n, baldistill_a)"
+            )
+        while missing:
+            extra = largest_remainder(spare, missing, tie_offset=stage)
+            for d, e in extra.items():
+                take = min(e, spare[d])
+                real[d] += take
+                spare[d] -= take
+                missing -= take
+            spare = {d: n for d, n in spare.items() if n > 0}
+        q = dict(real)  # the effective quota once the gap moved
+        gap = {d: 0 for d in q}
+    return StagePlan(stage, sum(q.values()), q, pool, real, gap, head, tail)
+
+
+def plan(policy: str, sizes: dict[str, int], budget: int, stages: int, *, fill: str | None = None) -> list[StagePlan]:
+    """Simulate every stage on the full pool: picked items leave it, so head domains can turn tail."""
     pool = dict(sizes)
     out = []
     for i in range(stages):
-        q = quotas(policy, sizes, budget, stages, i)
-        before = dict(pool)
-        head = [d for d in q if pool[d] >= q[d]]
-        tail = [d for d in q if pool[d] < q[d]]
-        real = {d: min(q[d], pool[d]) for d in q}
-        gap = {d: q[d] - real[d] for d in q}
-        if fill == "redistribute" and sum(gap.values()):
-            missing = sum(gap.values())
-            spare = {d: pool[d] - real[d] for d in q if pool[d] > real[d]}
-            if sum(spare.values()) < missing:
-                raise ValueError(
-                    f"stage {i}: the pool has {sum(pool.values())} examples left but the stage needs "
-                    f"{sum(q.values())}, and policy {policy!r} cannot synthesize; lower the budget to at most "
-                    f"{sum(sizes.values())} or use a synthesizing policy (naive, adaptive)"
-                )
-            while missing:
-                extra = largest_remainder(spare, missing, tie_offset=i)
-                moved = 0
-                for d, e in extra.items():
-                    take = min(e, spare[d])
-                    real[d] += take
-                    spare[d] -= take
-                    moved += take
-                missing -= moved
-                spare = {d: s for d, s in spare.items() if s > 0}
-            q = dict(real)
-            gap = {d: 0 for d in q}
-        for d in q:
-            pool[d] -= real[d]
-        out.append(StagePlan(i, sum(q.values()), q, before, real, gap, head, tail))
+        p = allocate_stage(policy, sizes, pool, budget, stages, i, fill=fill, pool_total=sum(sizes.values()))
+        for d, n in p.real.items():
+            pool[d] -= n
+        out.append(p)
     return out

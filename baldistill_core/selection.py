@@ -100,32 +100,9 @@ class Allocation:
 def allocate(policy: str, fill: str, sizes: dict[str, int], pool: dict[str, int], budget: int, stages: int,
              stage: int) -> Allocation:
     """Quota per domain (from the original sizes), head/tail (from the remaining pool), real picks
-    and the gap to fill. ``redistribute`` moves the gap to domains with spare pool."""
-    q = policy_mod.quotas(policy, sizes, budget, stages, stage)
-    pool = {d: pool.get(d, 0) for d in q}
-    head = [d for d in q if pool[d] >= q[d]]
-    tail = [d for d in q if pool[d] < q[d]]
-    real = {d: min(q[d], pool[d]) for d in q}
-    gap = {d: q[d] - real[d] for d in q}
-    if fill == "redistribute" and sum(gap.values()):
-        missing = sum(gap.values())
-        spare = {d: pool[d] - real[d] for d in q if pool[d] > real[d]}
-        if sum(spare.values()) < missing:
-            raise ValueError(
-                f"stage {stage}: the pool has {sum(pool.values())} examples left but the stage needs "
-                f"{sum(q.values())}, and this method cannot synthesize; lower the budget or use a "
-                f"synthesizing method (baldistill_n, baldistill_a)"
-            )
-        while missing:
-            extra = policy_mod.largest_remainder(spare, missing, tie_offset=stage)
-            for d, e in extra.items():
-                take = min(e, spare[d])
-                real[d] += take
-                spare[d] -= take
-                missing -= take
-            spare = {d: s for d, s in spare.items() if s > 0}
-        gap = {d: 0 for d in q}
-    return Allocation(stage, sum(q.values()), q, pool, real, gap, head, tail)
+    and the gap to fill — ``policy.allocate_stage``, the one place that decides it."""
+    p = policy_mod.allocate_stage(policy, sizes, pool, budget, stages, stage, fill=fill)
+    return Allocation(p.stage, p.budget, p.quota, p.pool_before, p.real, p.fill, p.head, p.tail)
 
 
 def check_budget(cfg: RunConfig, pool_size: int) -> None:

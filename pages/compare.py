@@ -6,10 +6,7 @@ from baldistill_core import compare, runs
 from studio_ui import bridge, run_views
 
 st.title("Compare runs")
-dataset = bridge.current_dataset()
-if dataset is None:
-    st.info("No dataset in this workspace yet: upload one on the Data page first.")
-    st.stop()
+dataset = bridge.require_dataset()
 conn = bridge.conn()
 available = compare.comparable_runs(conn, dataset)
 if not available:

@@ -10,10 +10,7 @@ from baldistill_core.config import MapConfig
 from studio_ui import auth, bridge, map_view
 
 st.title("Map")
-dataset = bridge.current_dataset()
-if dataset is None:
-    st.info("No dataset in this workspace yet: upload one on the Data page.")
-    st.stop()
+dataset = bridge.require_dataset()
 
 if flash := st.session_state.pop("map_flash", None):
     st.success(flash)

@@ -11,10 +11,7 @@ from baldistill_core.selection import effective_stages, method_info
 from studio_ui import bridge, run_views
 
 st.title("Plan a stage")
-dataset = bridge.current_dataset()
-if dataset is None:
-    st.info("No dataset in this workspace yet: upload one on the Data page first.")
-    st.stop()
+dataset = bridge.require_dataset()
 conn = bridge.conn()
 
 with st.container(border=True):

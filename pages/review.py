@@ -14,10 +14,7 @@ PAGE_SIZE = 10
 ALL = "(all)"
 
 st.title("Review synthetic examples")
-dataset = bridge.current_dataset()
-if dataset is None:
-    st.info("No dataset in this workspace yet: upload one on the Data page first.")
-    st.stop()
+dataset = bridge.require_dataset()
 reviewer = rv.reviewer_name()
 conn = bridge.conn()
 info = bridge.dataset_info(dataset)

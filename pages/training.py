@@ -12,10 +12,7 @@ from baldistill_core import jobs, monitor, runs
 from studio_ui import auth, bridge, review_views, run_views
 
 st.title("Training")
-dataset = bridge.current_dataset()
-if dataset is None:
-    st.info("No dataset in this workspace yet: upload one on the Data page first.")
-    st.stop()
+dataset = bridge.require_dataset()
 ws = bridge.workspace()
 conn = bridge.conn()
 reviewer = auth.user_name() if not auth.can("operator") else (review_views.reviewer_name() or auth.user_name())

@@ -63,6 +63,15 @@ def current_dataset() -> str | None:
     return dataset_picker()
 
 
+def require_dataset() -> str:
+    """The chosen dataset, or an empty state and a stop when the workspace has none."""
+    name = current_dataset()
+    if name is None:
+        st.info("No dataset in this workspace yet: upload one on the Data page first.")
+        st.stop()
+    return name
+
+
 def dataset_picker() -> str | None:
     """Sidebar selectbox; ``st.session_state["dataset"]`` is the truth, mirrored in ``?dataset=``.
 

@@ -73,12 +73,16 @@ def _list(args) -> int:
     return 0
 
 
-def _stats(args) -> int:
+def _counts(args, name: str) -> dict[str, int]:
     _, conn = open_workspace(args.workspace)
-    counts = store.domain_counts(conn, args.name)
+    counts = store.domain_counts(conn, name)
     if not counts:
-        raise ValueError(f"dataset {args.name!r} has no training examples in this workspace")
-    s = stats.domain_stats(counts)
+        raise ValueError(f"dataset {name!r} has no training examples in this workspace; see `baldistill data list`")
+    return counts
+
+
+def _stats(args) -> int:
+    s = stats.domain_stats(_counts(args, args.name))
     if args.json:
         print(json.dumps(dict(total=s.total, domains=s.n_domains, imbalance_ratio=s.imbalance_ratio,
                               gini=s.gini, zipf_exponent=s.zipf_exponent, counts=s.counts)))
@@ -91,10 +95,7 @@ def _stats(args) -> int:
 
 
 def _plan(args) -> int:
-    _, conn = open_workspace(args.workspace)
-    counts = store.domain_counts(conn, args.dataset)
-    if not counts:
-        raise ValueError(f"dataset {args.dataset!r} has no training examples in this workspace")
+    counts = _counts(args, args.dataset)
     plans = policy_mod.plan(args.policy, counts, args.budget, args.stages)
     if args.json:
         print(json.dumps([r for p in plans for r in p.as_rows()]))

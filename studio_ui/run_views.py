@@ -77,8 +77,13 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
                               key=f"{key}_preset", help=STUDENT_F["preset"].description)
         values["auto_approve"] = s3.checkbox("Auto-approve synthetic data", value=_default(RUN_F, "auto_approve"),
                                              key=f"{key}_auto", help=RUN_F["auto_approve"].description)
+        clip = st.number_input("Clip inputs to N tokens (0 = no clip)", min_value=0,
+                               value=_default(STUDENT_F, "max_input_tokens") or 0, key=f"{key}_clip",
+                               help=STUDENT_F["max_input_tokens"].description)
         values["teacher"] = teacher
         values["student"] = dict(model=model, preset=preset)
+        if clip:
+            values["student"]["max_input_tokens"] = int(clip)
         user = auth.current_user()
         if user is not None and user.via != "local" and _is_path(model):
             from baldistill_core.data import DataError, confine
@@ -115,7 +120,7 @@ def minimal_config(cfg: RunConfig) -> dict:
     out = cfg.model_dump(mode="json", exclude_defaults=True)
     out["dataset"] = cfg.dataset
     if "student" in out:
-        out["student"] = {k: v for k, v in out["student"].items() if k in ("model", "preset")}
+        out["student"] = {k: v for k, v in out["student"].items() if k in ("model", "preset", "max_input_tokens")}
     return out
 
 

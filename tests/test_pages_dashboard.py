@@ -374,3 +374,10 @@ def test_compare_png_export_through_kaleido(page_env):
         assert len(at.get("download_button")) == 2
     else:
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_training_form_clip_reaches_the_config_and_cli(page_env):
+    at = _run("pages/training.py", dataset="r52")
+    at.number_input(key="train_clip").set_value(64).run()
+    _ok(at)
+    assert any("max_input_tokens: 64" in c.value for c in at.code)

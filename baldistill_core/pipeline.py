@@ -23,10 +23,11 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from . import data, evaluate, runs, selection, store
+from . import data, evaluate, review, runs, selection, store
 from .config import RunConfig
 from .prompts import student_prompt, task_instruction, training_completion
 from .selection import effective_stages  # noqa: F401  (re-exported for runs.progress and pages)
+from .stage_scoring import checkpoint_id, ifd_scorer
 
 _STEP_ORDER = {s: i for i, s in enumerate(runs.STAGE_STEPS)}
 
@@ -395,53 +396,7 @@ class Pipeline:
                  f"micro {report.score('_micro'):.3f}")
 
 
-def checkpoint_id(run_id: str, stage: int) -> str:
-    """The IFD cache key of a stage's student (an adapter is final once its stage is done)."""
-    return f"{run_id}/stage{stage}"
-
-
-def ifd_scorer(conn, cfg: RunConfig, checkpoint: str, model, tokenizer):
-    """[{key, prompt}] -> {key: IFD score} with the given student, cached by ``checkpoint``."""
-    from . import ifd
-
-    def score(items: list[dict]) -> dict:
-        res = ifd.score_cached(conn, checkpoint, model, tokenizer, items, max_new_tokens=cfg.student.max_new_tokens,
-                               batch_size=cfg.ifd.batch_size, variant=cfg.ifd.variant)
-        return {k: r.score for k, r in res.items()}
-
-    return score
-
-
-def stage_scorer(conn, run_id: str, prev_stage: int):
-    """The IFD scorer of a run's finished stage ``prev_stage`` (for the stage preview)."""
-    from .student import load_model, resolve_model
-
-    cfg = runs.run_config(conn, run_id)
-    r = store.one(conn, "SELECT adapter_dir FROM stage_details WHERE run_id = ? AND stage = ?", (run_id, prev_stage))
-    if runs.stage_status(conn, run_id, prev_stage) != "done" or not r or not r["adapter_dir"]:
-        raise runs.RunError(f"run {run_id} has not finished stage {prev_stage}; its student cannot score yet")
-    model, tok = load_model(resolve_model(cfg.student.model), adapter_dir=r["adapter_dir"],
-                            quantization=cfg.student.quantization)
-    return ifd_scorer(conn, cfg, checkpoint_id(run_id, prev_stage), model, tok)
-
-
 def _auto_approve(conn, ids: list[str]) -> None:
-    """Approve synthetic examples of a run configured to skip human review (audited as such)."""
-    if not ids:
-        return
-    try:
-        from . import review
-
-        approve = getattr(review, "approve", None)
-    except ImportError:
-        approve = None
-    if approve is not None:
-        for x in ids:
-            approve(conn, x, reviewer="auto-approve")
-        return
-    t = store.now()
-    with store.transaction(conn):
-        conn.executemany("UPDATE synthetic SET status = 'approved', reviewer = 'auto-approve', decided_at = ?,"
-                         " version = version + 1 WHERE id = ? AND status = 'pending'", [(t, x) for x in ids])
-        conn.executemany("INSERT INTO reviews(synthetic_id, action, reviewer, reason, at) VALUES (?,?,?,?,?)",
-                         [(x, "approve", "auto-approve", "run set to auto-approve", t) for x in ids])
+    """Approve synthetic examples of a run configured to skip human review (audited as 'auto-approve')."""
+    for x in ids:
+        review.approve(conn, x, reviewer="auto-approve")

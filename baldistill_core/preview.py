@@ -55,7 +55,7 @@ def preview_stage(conn, cfg: RunConfig, stage: int, *, run_id: str | None = None
     """The plan of ``stage`` for ``cfg``: quotas, head picks (+ IFD scores and runners-up), tail gaps.
 
     ``scorer`` ([{key, prompt}] -> {key: score}) is the previous stage's student (see
-    ``pipeline.ifd_scorer``); ``teacher`` restricts the pool for a recorded teacher (built here
+    ``stage_scoring.ifd_scorer``); ``teacher`` restricts the pool for a recorded teacher (built here
     if not given).
     """
     m = selection.method_info(cfg)

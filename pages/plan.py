@@ -78,7 +78,7 @@ if use_student:
                    help="Greedy generation + two forward passes per candidate; scores are cached per checkpoint."):
         with st.spinner(f"Scoring {n_score} candidates by IFD…"):
             try:
-                from baldistill_core.pipeline import stage_scorer
+                from baldistill_core.stage_scoring import stage_scorer
 
                 pv = preview.preview_stage(conn, cfg, stage, run_id=run_id,
                                            scorer=stage_scorer(conn, run_id, stage - 1))

@@ -195,7 +195,7 @@ def _preview(args) -> int:
     cfg = load_config(args.config)
     scorer = None
     if args.run_id and args.stage > 0:
-        from ..pipeline import stage_scorer
+        from ..stage_scoring import stage_scorer
 
         scorer = stage_scorer(conn, args.run_id, args.stage - 1)
     pv = preview.preview_stage(conn, cfg, args.stage, run_id=args.run_id, scorer=scorer)

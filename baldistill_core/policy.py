@@ -124,12 +124,13 @@ class StagePlan:
     head: list[str] = field(default_factory=list)
     tail: list[str] = field(default_factory=list)
 
+    def as_dict(self) -> dict[str, dict]:
+        """{domain: {quota, pool, real, fill, role}} — the form stored with a run's stage."""
+        return {d: dict(quota=self.quota[d], pool=self.pool_before[d], real=self.real[d], fill=self.fill[d],
+                        role="head" if d in self.head else "tail") for d in self.quota}
+
     def as_rows(self) -> list[dict]:
-        return [
-            dict(stage=self.stage, domain=d, quota=self.quota[d], pool=self.pool_before[d], real=self.real[d],
-                 fill=self.fill[d], role="head" if d in self.head else "tail")
-            for d in self.quota
-        ]
+        return [dict(stage=self.stage, domain=d, **row) for d, row in self.as_dict().items()]
 
 
 def allocate_stage(policy: str, sizes: dict[str, int], pool: dict[str, int], budget: int, stages: int, stage: int,

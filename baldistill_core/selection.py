@@ -81,28 +81,14 @@ def remaining(pool: dict[str, list[dict]], taken: set[str]) -> dict[str, list[di
     return {d: [e for e in items if e["id"] not in taken] for d, items in pool.items()}
 
 
-@dataclass
-class Allocation:
-    stage: int
-    budget: int
-    quota: dict[str, int]
-    pool: dict[str, int]
-    real: dict[str, int]
-    fill: dict[str, int]
-    head: list[str]
-    tail: list[str]
-
-    def as_dict(self) -> dict:
-        return {d: dict(quota=self.quota[d], pool=self.pool[d], real=self.real[d], fill=self.fill[d],
-                        role="head" if d in self.head else "tail") for d in self.quota}
+Allocation = policy_mod.StagePlan  # one stage's quotas, head/tail, real picks and gap
 
 
 def allocate(policy: str, fill: str, sizes: dict[str, int], pool: dict[str, int], budget: int, stages: int,
              stage: int) -> Allocation:
     """Quota per domain (from the original sizes), head/tail (from the remaining pool), real picks
     and the gap to fill — ``policy.allocate_stage``, the one place that decides it."""
-    p = policy_mod.allocate_stage(policy, sizes, pool, budget, stages, stage, fill=fill)
-    return Allocation(p.stage, p.budget, p.quota, p.pool_before, p.real, p.fill, p.head, p.tail)
+    return policy_mod.allocate_stage(policy, sizes, pool, budget, stages, stage, fill=fill)
 
 
 def check_budget(cfg: RunConfig, pool_size: int) -> None:

@@ -253,7 +253,7 @@ def candidates_to_score(pv, cap: int) -> int:
     a = pv.allocation
     if a is None:
         return 0
-    return sum(min(max(cap, a.real[d]), a.pool[d]) for d in a.head if 0 < a.real[d] < a.pool[d])
+    return sum(min(max(cap, a.real[d]), a.pool_before[d]) for d in a.head if 0 < a.real[d] < a.pool_before[d])
 
 
 def quota_figure(pv) -> go.Figure:

@@ -14,6 +14,8 @@ Nothing here is stored in the database.
 
 from __future__ import annotations
 
+from baldistill_core.errors import BalDistillError
+
 import getpass
 import hashlib
 import hmac
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 ROLES = ("viewer", "reviewer", "operator")
 
 
-class AccessError(PermissionError):
+class AccessError(BalDistillError, PermissionError):
     pass
 
 

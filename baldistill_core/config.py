@@ -145,7 +145,7 @@ class StudentConfig(_Strict):
         return data
 
 
-# Paper setting (ALGORITHM.md) for GPUs; a small fast one for this 2-core CPU; a tiny one for tests.
+# Paper setting (docs/method.md) for GPUs; a small fast one for this 2-core CPU; a tiny one for tests.
 STUDENT_PRESETS: dict[str, dict] = {
     "paper-gpu": dict(
         lora_r=8, lora_alpha=16, lora_dropout=0.1, learning_rate=2e-4, epochs=8.0, batch_size=16,
@@ -181,7 +181,7 @@ class EvalConfig(_Strict):
 
 
 class MapConfig(_Strict):
-    """The embedding map: embedder, 2-D UMAP layout, HDBSCAN clusters (see baldistill_core.embed)."""
+    """The embedding map: embedder, 2-D UMAP layout, HDBSCAN clusters (see baldistill_core.map.embed)."""
 
     embedder: Literal["minilm", "tfidf"] = Field(
         "minilm", description="minilm = all-MiniLM-L6-v2 sentence embeddings; tfidf = TF-IDF + SVD (instant)."
@@ -229,17 +229,3 @@ class RunConfig(_Strict):
     def from_yaml(cls, path: str | Path) -> "RunConfig":
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         return cls.model_validate(data)
-
-
-# Which balancing policy each method of the paper's comparison uses, and whether it trains on
-# rationales, selects by IFD, and synthesizes tail data.
-METHODS: dict[str, dict] = {
-    "zero_shot_cot": dict(policy=None, cot=True, ifd=False, synth=False, train=False),
-    "random_ft": dict(policy="random", cot=False, ifd=False, synth=False, train=True, single_stage=True),
-    "random_ft_cot": dict(policy="random", cot=True, ifd=False, synth=False, train=True, single_stage=True),
-    "duplicate_ft_cot": dict(policy="duplicate", cot=True, ifd=False, synth=False, train=True, single_stage=True),
-    "balance_ft_cot": dict(policy="naive", cot=True, ifd=False, synth=True, train=True, single_stage=True),
-    "active_ft_cot": dict(policy="random", cot=True, ifd=True, synth=False, train=True),
-    "baldistill_n": dict(policy="naive", cot=True, ifd=True, synth=True, train=True),
-    "baldistill_a": dict(policy="adaptive", cot=True, ifd=True, synth=True, train=True),
-}

@@ -8,6 +8,8 @@ All SQL lives in this module and in the ``*_store`` helpers of the module that o
 
 from __future__ import annotations
 
+from baldistill_core.errors import BalDistillError
+
 import json
 import os
 import sqlite3
@@ -178,7 +180,7 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 CREATE INDEX IF NOT EXISTS logs_run ON logs(run_id, seq);
 
--- Per-stage detail the pipeline writes (owned by baldistill_core.runs): the allocation
+-- Per-stage detail the pipeline writes (owned by baldistill_core.runs.records): the allocation
 -- {domain: {quota, pool, real, fill, role}}, the training result, and the stage's adapter folder.
 CREATE TABLE IF NOT EXISTS stage_details (
     run_id TEXT NOT NULL,
@@ -205,7 +207,7 @@ CREATE TABLE IF NOT EXISTS ifd_cache (
 _local = threading.local()
 
 
-class StoreError(RuntimeError):
+class StoreError(BalDistillError, RuntimeError):
     pass
 
 

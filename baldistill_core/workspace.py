@@ -7,7 +7,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import data, store
+from baldistill_core import store
+from baldistill_core.data import loading as data
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from baldistill_core import data, ifd, prompts, student  # noqa: E402
+from baldistill_core.data import loading as data
+from baldistill_core.student import ifd
+from baldistill_core.task import prompts
+from baldistill_core.student import model as student  # noqa: E402
 
 N = int(os.environ.get("BENCH_IFD_N", "64"))
 K = min(16, N)

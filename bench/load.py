@@ -27,9 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from baldistill_core import review, runs, store  # noqa: E402
-from baldistill_core.data import dataset_spec  # noqa: E402
-from baldistill_core.synthesis import import_recorded_synthetic  # noqa: E402
+from baldistill_core import store
+from baldistill_core.synthetic import review
+from baldistill_core.runs import records as runs  # noqa: E402
+from baldistill_core.data.loading import dataset_spec  # noqa: E402
+from baldistill_core.synthetic.synthesis import import_recorded_synthetic  # noqa: E402
 from baldistill_core.workspace import open_workspace  # noqa: E402
 
 

@@ -35,7 +35,10 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import plotly.io as pio  # noqa: E402
 
-from baldistill_core import clusters, data, embed, store  # noqa: E402
+from baldistill_core import store
+from baldistill_core.map import clusters
+from baldistill_core.data import loading as data
+from baldistill_core.map import embed  # noqa: E402
 from baldistill_core.config import DatasetSpec, MapConfig  # noqa: E402
 from baldistill_core.workspace import open_workspace  # noqa: E402
 from studio_ui import map_view  # noqa: E402

@@ -28,7 +28,7 @@ PAGES = [("home", {}), ("data", {"dataset": "math_lt"}), ("map", {"dataset": "ma
 
 
 def _fake_run(ws, conn, name: str, method: str, scores: dict[str, float]) -> str:
-    from baldistill_core import runs
+    from baldistill_core.runs import records as runs
     from baldistill_core.config import RunConfig
 
     rid = runs.create_run(conn, ws.runs_dir, RunConfig(dataset="math_lt", name=name, method=method, budget=70,
@@ -48,8 +48,9 @@ def _fake_run(ws, conn, name: str, method: str, scores: dict[str, float]) -> str
 
 
 def setup(root: Path) -> str:
-    from baldistill_core import store, synthesis
-    from baldistill_core.data import dataset_spec
+    from baldistill_core import store
+    from baldistill_core.synthetic import synthesis
+    from baldistill_core.data.loading import dataset_spec
     from baldistill_core.workspace import open_workspace
 
     ws, conn = open_workspace(root)

@@ -31,7 +31,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from baldistill_core import evaluate, jobs, runs, selection  # noqa: E402
+from baldistill_core.evaluation import evaluate
+from baldistill_core.runs import jobs
+from baldistill_core.runs import records as runs
+from baldistill_core.selection import select as selection  # noqa: E402
+from baldistill_core.selection.methods import effective_stages  # noqa: E402
 from baldistill_core.cli.run import load_config  # noqa: E402
 from baldistill_core.workspace import open_workspace  # noqa: E402
 
@@ -108,7 +112,7 @@ def main() -> int:
         sp = runs.spend(conn, run_id)
         trained = conn.execute("SELECT COUNT(*), COUNT(DISTINCT domain) FROM selections WHERE run_id = ? AND kept = 1",
                                (run_id,)).fetchone()
-        results.append(dict(method=method, run_id=run_id, seconds=seconds, stages=selection.effective_stages(cfg),
+        results.append(dict(method=method, run_id=run_id, seconds=seconds, stages=effective_stages(cfg),
                             macro=test.get(("_macro", "accuracy")), micro=test.get(("_micro", "accuracy")),
                             macro_f1=test.get(("_macro", "f1")), load=load, flips=flips,
                             kept=trained[0], kept_domains=trained[1],
@@ -313,7 +317,7 @@ def _markdown(results, cfg, cmd, conn) -> str:
         f"{100 * _mid(results):.0f}% is about {100 * _se(_mid(results), n_test):.0f} points, and each method ran "
         f"once (seed {cfg.seed}), so differences of a few {unit} between methods are noise. "
         "These numbers show the pipeline working end to end and whether distillation moves the student at all, "
-        "not the paper's effect sizes (see ALGORITHM.md for the paper's GPU-scale results).",
+        "not the paper's effect sizes (see docs/method.md for the paper's GPU-scale results).",
         "",
     ]
     return "\n".join(lines)

@@ -22,9 +22,10 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from _openai_server import ServerProcess  # noqa: E402
 from _teacher_helpers import small_dataset  # noqa: E402
 
-from baldistill_core import ledger, store  # noqa: E402
+from baldistill_core import store
+from baldistill_core.teacher import ledger  # noqa: E402
 from baldistill_core.config import TeacherConfig  # noqa: E402
-from baldistill_core.teacher import build_teacher  # noqa: E402
+from baldistill_core.teacher.client import build_teacher  # noqa: E402
 from baldistill_core.workspace import open_workspace  # noqa: E402
 
 N_LATENCY = 96

@@ -25,7 +25,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from baldistill_core import data, prompts, student, training  # noqa: E402
+from baldistill_core.data import loading as data
+from baldistill_core.task import prompts
+from baldistill_core.student import model as student
+from baldistill_core.student import training  # noqa: E402
 from baldistill_core.config import StudentConfig  # noqa: E402
 
 N = int(os.environ.get("BENCH_TRAIN_N", "16"))

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from baldistill_core import compare, runs
+from baldistill_core.reports import compare
+from baldistill_core.runs import records as runs
 from studio_ui import bridge, run_views
 
 st.title("Compare runs")

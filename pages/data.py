@@ -3,7 +3,7 @@
 import streamlit as st
 
 from baldistill_core.config import RunConfig
-from baldistill_core.policy import POLICIES
+from baldistill_core.selection.policy import POLICIES
 from studio_ui import bridge, charts
 
 st.title("Data")

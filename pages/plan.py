@@ -6,8 +6,10 @@ scores and the runners-up), and the tail gaps with the synthetic examples that w
 
 import streamlit as st
 
-from baldistill_core import monitor, preview, runs
-from baldistill_core.selection import effective_stages, method_info
+from baldistill_core.reports import monitor
+from baldistill_core.runs import preview
+from baldistill_core.errors import BalDistillError
+from baldistill_core.selection.methods import method_of
 from studio_ui import bridge, run_views
 
 st.title("Plan a stage")
@@ -19,12 +21,12 @@ with st.container(border=True):
 if err:
     st.error(err)
     st.stop()
-k = effective_stages(cfg)
+m = method_of(cfg)
+k = m.stages(cfg.stages)
 if k == 0:
-    st.info(f"{cfg.method} trains nothing (it evaluates the base student zero-shot), so there is no selection "
+    st.info(f"{m.label} trains nothing (it evaluates the base student zero-shot), so there is no selection "
             "to plan. Pick another method.")
     st.stop()
-m = method_info(cfg)
 students = monitor.student_checkpoints(conn, dataset)
 NONE = "(none: no trained student)"
 labels = {NONE: NONE, **{f"{s['run_id']}:{s['stage']}": s["label"] for s in students}}
@@ -50,27 +52,27 @@ verb = ["preview", "--stage", str(stage)] + (["--run-id", run_id] if run_id else
 st.caption("Command-line twin (prints the same plan as a table):")
 st.code(run_views.cli_twin(cfg, "plan.yaml", verb), language="bash")
 
-if not m["ifd"]:
-    st.info(f"**{cfg.method}** picks head examples at random within each domain: it does not use the student's "
+if not m.ifd:
+    st.info(f"**{m.label}** picks head examples at random within each domain: it does not use the student's "
             "IFD scores.")
 elif stage == 0:
     st.info("**Stage 0: selection is random.** There is no student yet to judge which examples are hard, and "
             "an early student is too weak to pick useful ones — the method warms up on natural data first "
-            "(ALGORITHM.md). From stage 1 on, the previous stage's student ranks head candidates by IFD.")
+            "(see docs/method.md). From stage 1 on, the previous stage's student ranks head candidates by IFD.")
 elif student == NONE:
     st.info("**No trained student chosen: selection shown at random.** From stage 1 on a run ranks head candidates "
             "by the previous stage's student (IFD = PPL(rationale | input) / PPL(rationale)); pick a student from a "
             "finished run above to see its ranking.")
 
 scored_key = (cfg.model_dump_json(), stage, student)
-use_student = m["ifd"] and student != NONE
+use_student = m.ifd and student != NONE
 try:
     pv = preview.preview_stage(conn, cfg, stage, run_id=run_id)
-except (ValueError, runs.RunError) as e:
+except BalDistillError as e:
     st.error(str(e))
     st.stop()
 if use_student:
-    n_score = run_views.candidates_to_score(pv, cfg.ifd.candidate_cap_per_domain)
+    n_score = pv.to_score
     saved = st.session_state.get("plan_scored")
     if saved and saved[0] == scored_key:
         pv = saved[1]
@@ -78,11 +80,11 @@ if use_student:
                    help="Greedy generation + two forward passes per candidate; scores are cached per checkpoint."):
         with st.spinner(f"Scoring {n_score} candidates by IFD…"):
             try:
-                from baldistill_core.stage_scoring import stage_scorer
+                from baldistill_core.runs.scoring import stage_scorer
 
                 pv = preview.preview_stage(conn, cfg, stage, run_id=run_id,
                                            scorer=stage_scorer(conn, run_id, stage - 1))
-            except (ValueError, runs.RunError, RuntimeError) as e:
+            except (BalDistillError, RuntimeError) as e:
                 st.error(f"Could not score with that student — {e}")
             else:
                 st.session_state["plan_scored"] = (scored_key, pv)

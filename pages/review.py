@@ -6,8 +6,10 @@ reviewer's name and time, and every tab sees them on its next refresh.
 
 import streamlit as st
 
-from baldistill_core import data, review, synthesis
-from baldistill_core.review_facets import facets
+from baldistill_core.data import loading as data
+from baldistill_core.synthetic import review
+from baldistill_core.synthetic import synthesis
+from baldistill_core.synthetic.facets import facets
 from studio_ui import auth, bridge, review_views as rv
 
 PAGE_SIZE = 10

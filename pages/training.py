@@ -8,7 +8,9 @@ import time
 
 import streamlit as st
 
-from baldistill_core import jobs, monitor, runs
+from baldistill_core.runs import jobs
+from baldistill_core.reports import monitor
+from baldistill_core.runs import records as runs
 from studio_ui import auth, bridge, review_views, run_views
 
 st.title("Training")

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from baldistill_core import data, policy, stats, store
+from baldistill_core import store
+from baldistill_core.data import loading as data
+from baldistill_core.selection import policy
+from baldistill_core.data import stats
 from baldistill_core.workspace import Workspace, open_workspace
 
 _local = threading.local()

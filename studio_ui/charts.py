@@ -6,9 +6,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from baldistill_core.config import DatasetSpec
-from baldistill_core.data import DataError
-from baldistill_core.policy import StagePlan
-from baldistill_core.stats import DomainStats
+from baldistill_core.data.loading import DataError
+from baldistill_core.selection.policy import StagePlan
+from baldistill_core.data.stats import DomainStats
 
 HEAD_COLOR = "#3b5bdb"
 TAIL_COLOR = "#f08c00"
@@ -82,7 +82,7 @@ def upload_form(bridge) -> None:
     if up is None:
         st.caption("Each row needs an input, a gold answer and (optionally) a domain column.")
         return
-    from baldistill_core.data import read_table
+    from baldistill_core.data.loading import read_table
 
     try:
         preview = read_table(up.name, data=up.getvalue())

@@ -1,5 +1,5 @@
 """Streamlit side of the Map page: cached map loads, the compute-with-progress action, the WebGL
-scatter, and the selection summary. The computing lives in ``baldistill_core.embed``/``clusters``."""
+scatter, and the selection summary. The computing lives in ``baldistill_core.map.embed``/``clusters``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.colors import qualitative
 
-from baldistill_core import clusters, embed
+from baldistill_core.map import clusters
+
+from baldistill_core.map import pseudo_domains as pseudo
+from baldistill_core.map import embed
 from baldistill_core.config import MapConfig
 from studio_ui import bridge
 
@@ -52,13 +55,13 @@ def compute_map(dataset: str, embedder: str) -> embed.MapData:
 
 
 def use_clusters_as_domains(dataset: str, embedder: str) -> dict[str, int]:
-    counts = clusters.apply_pseudo_domains(bridge.conn(), bridge.workspace(), dataset, embedder)
+    counts = pseudo.apply_pseudo_domains(bridge.conn(), bridge.workspace(), dataset, embedder)
     st.cache_data.clear()  # domain counts and maps cached under the unchanged content hash
     return counts
 
 
 def has_domains(dataset: str) -> bool:
-    return clusters.has_domains(bridge.conn(), dataset)
+    return pseudo.has_domains(bridge.conn(), dataset)
 
 
 def _wrap(text: str, width: int = 70) -> str:
@@ -150,7 +153,7 @@ def mix_chart(md: embed.MapData, idx: list[int]) -> go.Figure:
 
 def cluster_preview(md: embed.MapData) -> pd.DataFrame:
     """What "Use clusters as domains" will produce: one row per pseudo-domain with its size."""
-    mapping = clusters.pseudo_domains(md.ids, np.column_stack([md.x, md.y]), md.cluster, md.cluster_names)
+    mapping = pseudo.pseudo_domains(md.ids, np.column_stack([md.x, md.y]), md.cluster, md.cluster_names)
     counts = pd.Series(list(mapping.values())).value_counts()
     return pd.DataFrame({"pseudo-domain": counts.index, "examples": counts.values})
 

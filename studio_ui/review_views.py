@@ -1,6 +1,6 @@
 """Review page pieces: the reviewer's name, one queue item with its actions, bulk actions, progress.
 
-Every decision goes through ``baldistill_core.review`` (one transaction + an audit row) from a
+Every decision goes through ``baldistill_core.synthetic.review`` (one transaction + an audit row) from a
 button callback, so the page that redraws already shows the new state. Data are drawn with
 ``st.text`` / ``st.code`` only: a synthetic example is untrusted text and is never rendered as
 Markdown or HTML.
@@ -12,7 +12,8 @@ import datetime as dt
 
 import streamlit as st
 
-from baldistill_core import nearest, review
+from baldistill_core.synthetic import nearest
+from baldistill_core.synthetic import review
 from studio_ui import auth, bridge
 
 REJECT_REASONS = ["wrong answer", "off-topic for the domain", "near-duplicate of a real example",

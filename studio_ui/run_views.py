@@ -8,8 +8,8 @@ from typing import get_args
 import plotly.graph_objects as go
 import streamlit as st
 
-from baldistill_core.config import (METHODS, STUDENT_PRESETS, EvalConfig, IFDConfig, RunConfig, StudentConfig,
-                                    TeacherConfig)
+from baldistill_core.selection.methods import METHODS, label as method_label
+from baldistill_core.config import STUDENT_PRESETS, EvalConfig, IFDConfig, RunConfig, StudentConfig, TeacherConfig
 from studio_ui import auth, bridge
 from studio_ui.charts import HEAD_COLOR, TAIL_COLOR
 
@@ -35,7 +35,7 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
     c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 2])
     methods = list(METHODS)
     method = c1.selectbox("Method", methods, index=methods.index(_default(RUN_F, "method")), key=f"{key}_method",
-                          help=RUN_F["method"].description)
+                          format_func=method_label, help=RUN_F["method"].description)
     budget = c2.number_input("Budget B", min_value=1, value=_default(RUN_F, "budget"), key=f"{key}_budget",
                              help=RUN_F["budget"].description)
     stages = c3.number_input("Stages K", min_value=1, max_value=50, value=_default(RUN_F, "stages"),
@@ -48,10 +48,10 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
                           value=_default(ifd_f, "candidate_cap_per_domain"), key=f"{key}_ifdcap",
                           help=ifd_f["candidate_cap_per_domain"].description)
     values["ifd"] = dict(candidate_cap_per_domain=int(cap))
-    pol = METHODS[method]["policy"]
-    st.caption(f"Policy of **{method}**: {pol or 'none (no training)'}"
-               + (" · head picks by the student's IFD from stage 1" if METHODS[method]["ifd"] else "")
-               + (" · tail gaps filled by teacher synthesis" if METHODS[method]["synth"] else ""))
+    m = METHODS[method]
+    st.caption(f"Policy of **{m.label}**: {m.policy or 'none (no training)'}"
+               + (" · head picks by the student's IFD from stage 1" if m.ifd else "")
+               + (" · tail gaps filled by teacher synthesis" if m.synth else ""))
     if full:
         t1, t2, t3 = st.columns(3)
         values["name"] = t1.text_input("Run name", value=_default(RUN_F, "name"), key=f"{key}_name",
@@ -86,7 +86,7 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
             values["student"]["max_input_tokens"] = int(clip)
         user = auth.current_user()
         if user is not None and user.via != "local" and _is_path(model):
-            from baldistill_core.data import DataError, confine
+            from baldistill_core.data.loading import DataError, confine
             from baldistill_core.workspace import model_cache_dir
 
             try:  # a remote user may only point at models inside the workspace or the model cache
@@ -246,14 +246,6 @@ def figure_html(fig: go.Figure) -> str:
 
 
 # ---------------------------------------------------------------- the stage preview (Plan page)
-
-
-def candidates_to_score(pv, cap: int) -> int:
-    """How many head candidates the student would score (the same cap rule as selection)."""
-    a = pv.allocation
-    if a is None:
-        return 0
-    return sum(min(max(cap, a.real[d]), a.pool_before[d]) for d in a.head if 0 < a.real[d] < a.pool_before[d])
 
 
 def quota_figure(pv) -> go.Figure:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from baldistill_core import data
+from baldistill_core.data import loading as data
 from baldistill_core.config import DatasetSpec
 
 TOPICS = {

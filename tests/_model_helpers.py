@@ -11,7 +11,8 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from baldistill_core import prompts, student  # noqa: E402
+from baldistill_core.task import prompts
+from baldistill_core.student import model as student  # noqa: E402
 
 TEXTS = [
     "Wheat exports rose sharply in March as prices fell.",

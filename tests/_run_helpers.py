@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from baldistill_core.config import DatasetSpec, RunConfig
-from baldistill_core.data import import_dataset
+from baldistill_core.data.loading import import_dataset
 
 SIZES = {"alg": 14, "geo": 6, "num": 2}
 
@@ -75,7 +75,7 @@ def tiny_config(**over) -> RunConfig:
 
 def training_content(conn, run_id: str) -> list[tuple]:
     """The run's final training data by content (synthetic ids differ between workspaces)."""
-    from baldistill_core import selection
+    from baldistill_core.selection import records as picks
 
     return [(r["stage"], r["kind"], r["domain"], r["input"], r["answer"], r["rationale"])
-            for r in selection.training_rows(conn, run_id, "tinymath", 99)]
+            for r in picks.training_rows(conn, run_id, "tinymath", 99)]

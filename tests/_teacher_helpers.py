@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from baldistill_core.config import DatasetSpec
-from baldistill_core.data import import_dataset
+from baldistill_core.data.loading import import_dataset
 
 LABELS = ["acq", "earn", "money-fx", "nat-gas", "tin"]
 

@@ -84,8 +84,9 @@ def test_viewer_cannot_decide_or_launch_through_the_pages(page_env, monkeypatch)
     """A signed-in viewer sees the Review and Training pages but every state-changing control refuses."""
     from streamlit.testing.v1 import AppTest
 
-    from baldistill_core import review, synthesis
-    from baldistill_core.data import dataset_spec
+    from baldistill_core.synthetic import review
+    from baldistill_core.synthetic import synthesis
+    from baldistill_core.data.loading import dataset_spec
     from baldistill_core.workspace import open_workspace
     from conftest import REPO
 

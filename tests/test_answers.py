@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from baldistill_core.answers import extract_answer, is_correct, normalize_answer, normalize_math, token_f1
-from baldistill_core.data import BUNDLED_DIR
+from baldistill_core.task.answers import extract_answer, is_correct, normalize_answer, normalize_math, token_f1
+from baldistill_core.data.loading import BUNDLED_DIR
 
 R52 = BUNDLED_DIR / "r52"
 MATH = BUNDLED_DIR / "math_lt"

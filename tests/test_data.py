@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from baldistill_core import data, store
+from baldistill_core import store
+from baldistill_core.data import loading as data
 from baldistill_core.config import DatasetSpec
-from baldistill_core.data import DataError, import_dataset, load_dataset, read_table
+from baldistill_core.data.loading import DataError, import_dataset, load_dataset, read_table
 
 
 def _rows(n=6):

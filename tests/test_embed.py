@@ -7,7 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from baldistill_core import clusters, data, embed, store
+from baldistill_core import store
+from baldistill_core.map import clusters
+from baldistill_core.map import pseudo_domains as pseudo
+from baldistill_core.data import loading as data
+from baldistill_core.map import embed
 from baldistill_core.config import MapConfig
 
 from _embed_helpers import TOPICS, import_toy, toy_rows
@@ -102,13 +106,13 @@ def test_pseudo_domains_from_clusters(empty_ws, tmp_path):
     ws, conn = empty_ws
     test_rows = [dict(r, id=f"t-{r['id']}") for r in toy_rows(4, seed=1)]
     rows = import_toy(conn, tmp_path, test_rows=test_rows)
-    assert not clusters.has_domains(conn, "toy")
-    with pytest.raises(ValueError, match="compute the embeddings first"):
-        clusters.apply_pseudo_domains(conn, ws, "toy", "tfidf")
+    assert not pseudo.has_domains(conn, "toy")
+    with pytest.raises(ValueError, match="compute it first on the Map page"):
+        pseudo.apply_pseudo_domains(conn, ws, "toy", "tfidf")
     embed.map_data(conn, ws, "toy", "tfidf")
-    counts = clusters.apply_pseudo_domains(conn, ws, "toy", "tfidf")
+    counts = pseudo.apply_pseudo_domains(conn, ws, "toy", "tfidf")
     assert sum(counts.values()) == len(rows) and len(counts) == 3
-    assert clusters.has_domains(conn, "toy")
+    assert pseudo.has_domains(conn, "toy")
     # every example landed in the pseudo-domain named after its own topic's words
     by_id = {e["id"]: e["domain"] for e in store.examples(conn, "toy")}
     for r in rows:
@@ -118,7 +122,7 @@ def test_pseudo_domains_from_clusters(empty_ws, tmp_path):
     for r in test_rows:
         assert set(test_dom[r["id"]].split(" · ")) <= set(TOPICS[r["answer"]])
     with pytest.raises(ValueError, match="already has domains"):
-        clusters.apply_pseudo_domains(conn, ws, "toy", "tfidf")
+        pseudo.apply_pseudo_domains(conn, ws, "toy", "tfidf")
 
 
 def test_missing_dataset_error_lists_datasets(empty_ws, tmp_path):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from baldistill_core import evaluate
+from baldistill_core.evaluation import evaluate
+from baldistill_core.task.view import StudentView
 from _run_helpers import import_tiny
 
 
@@ -60,13 +61,13 @@ def test_eval_subset_is_stratified_and_fixed(empty_ws, tmp_path):
 
 
 def test_evaluate_model_runs_a_real_tiny_student(empty_ws, tmp_path):
-    from baldistill_core.student import load_model, resolve_model
+    from baldistill_core.student.model import load_model, resolve_model
 
     _, conn = empty_ws
     import_tiny(conn, tmp_path / "d")
     items = evaluate.eval_subset(conn, "tinymath", 1)
     model, tok = load_model(resolve_model("tiny-llama-test"))
-    r = evaluate.evaluate_model(model, tok, items, task_type="math", instruction="Add.", max_new_tokens=4,
+    r = evaluate.evaluate_model(model, tok, items, StudentView("math", "Add."), max_new_tokens=4,
                                 sizes={"alg": 14, "geo": 6, "num": 2})
     assert set(r.per_domain) == {"alg", "geo", "num"}
     assert len(r.predictions) == 3 and all(isinstance(p["output"], str) for p in r.predictions)

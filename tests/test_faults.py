@@ -14,7 +14,10 @@ import pytest
 
 from _openai_server import FakeOpenAI
 from _run_helpers import import_tiny, tiny_config, training_content
-from baldistill_core import jobs, review, runs, store
+from baldistill_core import store
+from baldistill_core.runs import jobs
+from baldistill_core.synthetic import review
+from baldistill_core.runs import records as runs
 from baldistill_core.workspace import open_workspace
 
 PLANTED_KEY = "sk-PLANTED-7f3a9c1e5b2d4f60"
@@ -115,7 +118,7 @@ def test_teacher_down_stops_cleanly_then_resume_pays_nothing_twice_and_no_secret
     assert ok_calls == len({r["key"] for r in _paid(conn, run_id)})
 
     # Grep everything the run wrote — database (with its WAL), run folder, logs, exports — for the key.
-    from baldistill_core.export import export_run
+    from baldistill_core.reports.export import export_run
 
     for fmt in ("jsonl", "csv"):
         export_run(conn, run_id, fmt, ws.root / "exports" / fmt)
@@ -160,7 +163,7 @@ def test_disk_full_while_saving_a_checkpoint_keeps_finished_stages(tmp_path, ref
 
 
 def test_long_reads_and_a_held_write_lock_never_reach_a_reviewer_as_locked(tmp_path):
-    from baldistill_core.synthesis import store_synthetic
+    from baldistill_core.synthetic.synthesis import store_synthetic
 
     ws, conn = open_workspace(tmp_path / "ws", bundled=False)
     import_tiny(conn, tmp_path / "data")

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from _model_helpers import tiny_model, tiny_prompts
-from baldistill_core import ifd, store, student
+from baldistill_core import store
+from baldistill_core.student import ifd
+from baldistill_core.student import model as student
 
 MAX_NEW = 8
 

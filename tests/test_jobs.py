@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from baldistill_core import jobs, runs, store
+from baldistill_core import store
+from baldistill_core.runs import jobs
+from baldistill_core.runs import records as runs
 from baldistill_core.workspace import open_workspace
 from _run_helpers import import_tiny, tiny_config, training_content
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from baldistill_core import clusters, store
+from baldistill_core import store
+from baldistill_core.map import pseudo_domains as pseudo
 from baldistill_core.workspace import open_workspace
 from _embed_helpers import import_toy
 
@@ -59,7 +60,7 @@ def test_empty_state_then_tfidf_compute_then_pseudo_domains(page_env, tmp_path):
     next(b for b in at.button if b.label == "Use clusters as domains").click().run()
     assert not at.exception, at.exception
     assert any("3 pseudo-domains" in s.value for s in at.success)
-    assert clusters.has_domains(conn, "toy") and len(store.domain_counts(conn, "toy")) == 3
+    assert pseudo.has_domains(conn, "toy") and len(store.domain_counts(conn, "toy")) == 3
     conn.close()
 
 

@@ -43,7 +43,7 @@ def _texts(at: AppTest) -> str:
 def _fake_run(ws, conn, *, name: str, method: str, scores: dict[str, float], status: str = "finished",
               dataset: str = "math_lt", budget: int = 14) -> str:
     """A run row with stages and metrics written through the real run-record functions."""
-    from baldistill_core import runs
+    from baldistill_core.runs import records as runs
     from baldistill_core.config import RunConfig
 
     metric = "f1" if dataset == "r52" else "accuracy"
@@ -127,7 +127,7 @@ def test_review_empty_state_then_load_recorded(page_env):
     at.button(key="load_recorded").click().run()
     _ok(at)
     ws, conn = _conn(page_env)
-    from baldistill_core import review
+    from baldistill_core.synthetic import review
 
     prog = review.progress(conn, "math_lt")
     assert prog and all(v["pending"] == 2 for v in prog.values())  # 2 per domain with recorded examples
@@ -136,8 +136,9 @@ def test_review_empty_state_then_load_recorded(page_env):
 
 
 def test_review_decisions_through_the_page(page_env):
-    from baldistill_core import review, synthesis
-    from baldistill_core.data import dataset_spec
+    from baldistill_core.synthetic import review
+    from baldistill_core.synthetic import synthesis
+    from baldistill_core.data.loading import dataset_spec
 
     ws, conn = _conn(page_env)
     synthesis.import_recorded_synthetic(conn, dataset_spec(conn, "math_lt"), per_domain=2)
@@ -174,8 +175,9 @@ def test_review_decisions_through_the_page(page_env):
 
 
 def test_review_needs_a_name_and_bulk_needs_confirm(page_env):
-    from baldistill_core import review, synthesis
-    from baldistill_core.data import dataset_spec
+    from baldistill_core.synthetic import review
+    from baldistill_core.synthetic import synthesis
+    from baldistill_core.data.loading import dataset_spec
 
     ws, conn = _conn(page_env)
     synthesis.import_recorded_synthetic(conn, dataset_spec(conn, "math_lt"), per_domain=1)
@@ -199,8 +201,9 @@ def test_review_needs_a_name_and_bulk_needs_confirm(page_env):
 
 
 def test_review_two_tabs_see_each_other_and_stale_decisions_are_refused(page_env):
-    from baldistill_core import review, synthesis
-    from baldistill_core.data import dataset_spec
+    from baldistill_core.synthetic import review
+    from baldistill_core.synthetic import synthesis
+    from baldistill_core.data.loading import dataset_spec
 
     ws, conn = _conn(page_env)
     synthesis.import_recorded_synthetic(conn, dataset_spec(conn, "math_lt"), per_domain=1)
@@ -218,8 +221,8 @@ def test_review_two_tabs_see_each_other_and_stale_decisions_are_refused(page_env
 
 @pytest.mark.slow
 def test_review_nearest_by_minilm_embedding_when_the_map_is_cached(page_env):
-    from baldistill_core import synthesis
-    from baldistill_core.data import dataset_spec
+    from baldistill_core.synthetic import synthesis
+    from baldistill_core.data.loading import dataset_spec
 
     ws, conn = _conn(page_env)
     synthesis.import_recorded_synthetic(conn, dataset_spec(conn, "math_lt"), per_domain=1)
@@ -235,7 +238,7 @@ def test_review_nearest_by_minilm_embedding_when_the_map_is_cached(page_env):
 
 
 def test_review_renders_data_as_text_not_markdown(page_env):
-    from baldistill_core import synthesis
+    from baldistill_core.synthetic import synthesis
 
     ws, conn = _conn(page_env)
     synthesis.store_synthetic(conn, "math_lt", [dict(domain="Algebra", input="<b>**bold?**</b> $x$",
@@ -317,7 +320,7 @@ def test_compare_two_runs_table_charts_csv(page_env):
     assert set(table["run_id"]) == {a, b}
     assert table.set_index("name").loc["random", "tail"] == pytest.approx(0.1)
     assert len(at.get("plotly_chart")) == 3
-    from baldistill_core import compare
+    from baldistill_core.reports import compare
 
     csv = compare.to_csv(compare.compare(conn, [a, b]))
     assert csv.splitlines()[0].endswith("domain:Algebra,domain:Geometry") and len(csv.splitlines()) == 3
@@ -329,7 +332,8 @@ def test_compare_two_runs_table_charts_csv(page_env):
 @pytest.fixture
 def tiny_student_run(page_env):
     """A real one-stage run of the 2-layer test model (recorded teacher): its stage-0 student exists."""
-    from baldistill_core import jobs, runs
+    from baldistill_core.runs import jobs
+    from baldistill_core.runs import records as runs
     from baldistill_core.config import RunConfig
 
     ws, conn = _conn(page_env)
@@ -356,10 +360,10 @@ def test_plan_with_a_student_from_a_finished_run(page_env, tiny_student_run):
     assert picks["ifd"].notna().any(), picks  # ranked by the student's IFD
     assert any(s.value.endswith("highest IFD first") for s in at.subheader)
     # the run's own stage-0 picks are not offered again
-    from baldistill_core import selection
+    from baldistill_core.selection import records as selection_records
 
     _, conn = _conn(page_env)
-    taken = selection.picked_ids(conn, rid, 1)
+    taken = selection_records.picked_ids(conn, rid, 1)
     assert taken and not taken & set(picks["id"])
 
 

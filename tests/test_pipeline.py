@@ -7,8 +7,11 @@ import json
 
 import pytest
 
-from baldistill_core import export, jobs, runs, store
-from baldistill_core.pipeline import _auto_approve
+from baldistill_core import store
+from baldistill_core.reports import export
+from baldistill_core.runs import jobs
+from baldistill_core.runs import records as runs
+from baldistill_core.synthetic import review
 from _run_helpers import import_tiny, tiny_config, training_content
 
 
@@ -23,7 +26,7 @@ def _file_hash(path):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A 3-stage BalDistill-A run that waits for review at stage 2, is approved, and resumes."""
-    from baldistill_core.student import resolve_model
+    from baldistill_core.student.model import resolve_model
     from baldistill_core.workspace import open_workspace
 
     tmp = tmp_path_factory.mktemp("pipeline")
@@ -38,7 +41,8 @@ def finished_run(tmp_path_factory):
     pending = [r["id"] for r in store.rows(conn, "SELECT id FROM synthetic WHERE run_id = ? AND status = 'pending'",
                                            (run_id,))]
     state["pending"] = pending
-    _auto_approve(conn, pending)  # a reviewer approves the queued tail examples
+    for sid in pending:  # a reviewer approves the queued tail examples
+        review.approve(conn, sid, reviewer="tester")
     state["second_code"] = jobs.run_worker(ws, conn, run_id)
     yield dict(ws=ws, conn=conn, run_id=run_id, base=base, base_hash=base_hash, tmp=tmp, **state)
     conn.close()
@@ -85,7 +89,7 @@ def test_stages_spend_exactly_their_quota_and_the_tail_gets_synthetic_data(finis
 def test_lora_weights_change_and_base_weights_do_not(finished_run):
     import torch
 
-    from baldistill_core.student import load_model
+    from baldistill_core.student.model import load_model
 
     conn, run_id, base = finished_run["conn"], finished_run["run_id"], finished_run["base"]
     assert _file_hash(base / "model.safetensors") == finished_run["base_hash"]
@@ -117,7 +121,7 @@ def test_exports(finished_run):
     ad = export.export_run(conn, run_id, "adapter", tmp / "ex" / "adapter")
     assert (ad / "adapter_config.json").exists()
     merged = export.export_run(conn, run_id, "merged", tmp / "ex" / "merged")
-    from baldistill_core.student import load_model
+    from baldistill_core.student.model import load_model
 
     m, _ = load_model(merged)
     b, _ = load_model(finished_run["base"])
@@ -146,14 +150,14 @@ def test_zero_shot_and_answer_only_methods_and_the_budget_error(finished_run):
 
 
 def test_multi_gpu_stage_training_goes_through_accelerate_launch(tmp_path):
-    from baldistill_core import train_stage
+    from baldistill_core.student import launch as train_stage
     from baldistill_core.config import StudentConfig
-    from baldistill_core.student import resolve_model
+    from baldistill_core.student.model import resolve_model
 
     cfg = StudentConfig(model="tiny-llama-test", preset="test-tiny", accelerate_num_processes=2)
     cmd = train_stage.launch_command(cfg, "/base", tmp_path / "ex.jsonl", tmp_path / "out", seed=3)
     assert cmd[1:3] == ["-m", "accelerate.commands.launch"] and cmd[cmd.index("--num_processes") + 1] == "2"
-    assert cmd[cmd.index("-m", 3):][:2] == ["-m", "baldistill_core.train_stage"]
+    assert cmd[cmd.index("-m", 3):][:2] == ["-m", "baldistill_core.student.launch"]
     assert StudentConfig.model_validate_json(cmd[cmd.index("--config") + 1]) == cfg
     # The child entry point itself (what each accelerate process runs), here in one CPU process.
     ex = tmp_path / "ex.jsonl"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from baldistill_core import evaluate, runs
-from baldistill_core.pipeline import Pipeline
-from baldistill_core.prompts import student_prompt
+from baldistill_core.evaluation import evaluate
+from baldistill_core.runs import records as runs
+from baldistill_core.runs.pipeline import Pipeline
+from baldistill_core.task.prompts import student_prompt
 from _run_helpers import import_tiny, tiny_config
 
 
@@ -30,19 +31,19 @@ def _pipeline(ws_conn, **student):
 def test_long_inputs_are_clipped_to_the_token_limit_in_the_training_and_ifd_prompt(ws_conn):
     p = _pipeline(ws_conn, max_input_tokens=8)
     text = "The International Cocoa Organization said exports rose sharply in the year to March " * 3
-    clipped = p.clip_input(text)
-    tok = p._tokenizer
+    clipped = p.view.clip(text)
+    tok = p.view._tokenizer
     assert len(tok(clipped, add_special_tokens=False)["input_ids"]) == 8
     assert text.startswith(clipped) and len(clipped) < len(text)
-    assert p.prompt_of(dict(input=text)) == student_prompt(p.instruction, clipped, "math")
-    assert p.clip_input("What is 3 + 4?") == "What is 3 + 4?"  # short inputs are untouched
+    assert p.prompt_of(dict(input=text)) == student_prompt(p.view.instruction, clipped, "math")
+    assert p.view.clip("What is 3 + 4?") == "What is 3 + 4?"  # short inputs are untouched
 
 
 def test_without_a_limit_inputs_are_untouched(ws_conn):
     p = _pipeline(ws_conn)
     text = "word " * 500
-    assert p.clip_input(text) == text
-    assert p._tokenizer is None
+    assert p.view.clip(text) == text
+    assert p.view._tokenizer is None
 
 
 def test_the_same_student_on_the_same_items_is_evaluated_once(ws_conn):

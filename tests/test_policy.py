@@ -1,4 +1,4 @@
-"""Stage quotas (ALGORITHM.md formulas) against hand-computed values, and invariants over random inputs."""
+"""Stage quotas (docs/method.md formulas) against hand-computed values, and invariants over random inputs."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from baldistill_core.policy import POLICIES, largest_remainder, plan, quotas, stage_budgets
-from baldistill_core.stats import domain_stats, gini, zipf_exponent
+from baldistill_core.selection.policy import POLICIES, largest_remainder, plan, quotas, stage_budgets
+from baldistill_core.data.stats import domain_stats, gini, zipf_exponent
 
 SIZES = {"a": 600, "b": 300, "c": 100}  # N = 1000
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from _teacher_helpers import small_dataset
 
-from baldistill_core import review, store
-from baldistill_core.synthesis import store_synthetic
+from baldistill_core import store
+from baldistill_core.synthetic import review
+from baldistill_core.synthetic.synthesis import store_synthetic
 
 
 @pytest.fixture

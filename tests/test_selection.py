@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from baldistill_core import policy, preview, selection
+from baldistill_core.selection import policy
+from baldistill_core.runs import preview
+from baldistill_core.selection import select as selection
 from _run_helpers import SIZES, import_tiny, tiny_config
 
 
@@ -27,7 +29,7 @@ def test_quotas_sum_exactly_per_stage_and_pool_shrinks(sizes, k, per_stage, pol)
     pool = _pool(sizes)
     stage_budgets = policy.stage_budgets(budget, k)
     for i in range(k):
-        a = selection.allocate(pol, fill, sizes, {d: len(v) for d, v in pool.items()}, budget, k, i)
+        a = policy.allocate_stage(pol, sizes, {d: len(v) for d, v in pool.items()}, budget, k, i, fill=fill)
         assert sum(a.quota.values()) == stage_budgets[i]
         assert sum(a.real.values()) + sum(a.fill.values()) == stage_budgets[i]
         sel = selection.select_stage(a, pool, seed=1, use_ifd=False, scorer=None, prompt_of=lambda e: e["input"],
@@ -39,20 +41,20 @@ def test_quotas_sum_exactly_per_stage_and_pool_shrinks(sizes, k, per_stage, pol)
 
 
 def test_domain_short_of_its_quota_becomes_tail():
-    a = selection.allocate("naive", "synthesize", {"big": 100, "small": 2}, {"big": 100, "small": 2}, 20, 2, 0)
+    a = policy.allocate_stage("naive", {"big": 100, "small": 2}, {"big": 100, "small": 2}, 20, 2, 0, fill="synthesize")
     assert a.quota == {"big": 5, "small": 5}
     assert a.tail == ["small"] and a.head == ["big"]
     assert a.real == {"big": 5, "small": 2} and a.fill == {"big": 0, "small": 3}
     # Later, a head domain whose pool ran dry turns tail too.
-    b = selection.allocate("adaptive", "synthesize", SIZES, {"alg": 10, "geo": 4, "num": 0}, 15, 3, 2)
+    b = policy.allocate_stage("adaptive", SIZES, {"alg": 10, "geo": 4, "num": 0}, 15, 3, 2, fill="synthesize")
     assert "num" in b.tail and b.fill["num"] == b.quota["num"] == 1
 
 
 def test_redistribute_keeps_the_stage_budget_and_errors_when_the_pool_is_too_small():
-    a = selection.allocate("naive", "redistribute", {"big": 100, "small": 2}, {"big": 100, "small": 2}, 20, 2, 0)
+    a = policy.allocate_stage("naive", {"big": 100, "small": 2}, {"big": 100, "small": 2}, 20, 2, 0, fill="redistribute")
     assert a.real == {"big": 8, "small": 2} and sum(a.fill.values()) == 0
     with pytest.raises(ValueError, match="cannot synthesize"):
-        selection.allocate("random", "redistribute", {"a": 5, "b": 5}, {"a": 1, "b": 1}, 10, 2, 1)
+        policy.allocate_stage("random", {"a": 5, "b": 5}, {"a": 1, "b": 1}, 10, 2, 1, fill="redistribute")
     cfg = tiny_config(method="random_ft_cot", budget=50)
     with pytest.raises(ValueError, match=r"budget B=50 is larger than the pool of 21 .*lower the budget"):
         selection.check_budget(cfg, 21)
@@ -61,7 +63,7 @@ def test_redistribute_keeps_the_stage_budget_and_errors_when_the_pool_is_too_sma
 
 def test_picks_are_seeded_and_ifd_takes_the_highest_scores():
     pool = _pool({"a": 20, "b": 3})
-    a = selection.allocate("naive", "synthesize", {"a": 20, "b": 3}, {"a": 20, "b": 3}, 8, 1, 0)
+    a = policy.allocate_stage("naive", {"a": 20, "b": 3}, {"a": 20, "b": 3}, 8, 1, 0, fill="synthesize")
     kw = dict(prompt_of=lambda e: e["input"], ifd_cap=6, fill="synthesize", synthetic=lambda d: [])
     one = selection.select_stage(a, pool, seed=3, use_ifd=True, scorer=None, **kw)
     two = selection.select_stage(a, pool, seed=3, use_ifd=True, scorer=None, **kw)
@@ -76,7 +78,7 @@ def test_picks_are_seeded_and_ifd_takes_the_highest_scores():
         seen.extend(items)
         return {it["key"]: float(int(it["key"].split("-")[1])) for it in items}
 
-    a1 = selection.allocate("naive", "synthesize", {"a": 20, "b": 3}, {"a": 20, "b": 3}, 16, 2, 1)
+    a1 = policy.allocate_stage("naive", {"a": 20, "b": 3}, {"a": 20, "b": 3}, 16, 2, 1, fill="synthesize")
     sel = selection.select_stage(a1, pool, seed=3, use_ifd=True, scorer=scorer, **kw)
     scored = [it["key"] for it in seen]
     assert len(scored) == 6 and all(k.startswith("a-") for k in scored)  # capped, head domain only
@@ -88,7 +90,7 @@ def test_picks_are_seeded_and_ifd_takes_the_highest_scores():
 
 def test_duplicate_fill_repeats_real_tail_items():
     pool = _pool({"a": 10, "b": 1})
-    a = selection.allocate("duplicate", "duplicate", {"a": 10, "b": 1}, {"a": 10, "b": 1}, 8, 1, 0)
+    a = policy.allocate_stage("duplicate", {"a": 10, "b": 1}, {"a": 10, "b": 1}, 8, 1, 0, fill="duplicate")
     sel = selection.select_stage(a, pool, seed=0, use_ifd=False, scorer=None, prompt_of=lambda e: e["input"],
                                  ifd_cap=4, fill="duplicate")
     dups = [p for p in sel.picks if p.kind == "duplicate"]

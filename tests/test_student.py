@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from _model_helpers import tiny_model, tiny_path, tiny_prompts
-from baldistill_core import student, workspace
+from baldistill_core import workspace
+from baldistill_core.student import model as student
 from baldistill_core.config import StudentConfig
 
 
@@ -91,7 +92,7 @@ def test_stop_tokens_end_a_row(monkeypatch):
     prompt = tiny_prompts(1)[0]
     first = student.greedy_decode(model, tok, [prompt], max_new_tokens=6).new_ids[0]
     # Declare the third generated token a stop token: the row ends before it.
-    from baldistill_core import greedy
+    from baldistill_core.student import greedy
 
     monkeypatch.setattr(greedy, "stop_token_ids", lambda m, t: [first[2]])
     again = student.greedy_decode(model, tok, [prompt, tiny_prompts(2)[1]], max_new_tokens=6).new_ids[0]

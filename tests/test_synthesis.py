@@ -8,12 +8,13 @@ import pytest
 from _openai_server import FakeOpenAI
 from _teacher_helpers import small_dataset
 
-from baldistill_core import ledger, review, store
+from baldistill_core import store
+from baldistill_core.teacher import ledger
+from baldistill_core.synthetic import review
 from baldistill_core.config import TeacherConfig
-from baldistill_core.data import dataset_spec
-from baldistill_core.synthesis import (NearDupIndex, approved_synthetic, import_recorded_synthetic, jaccard,
-                                       shingles, store_synthetic, store_synthetic_report, synthesize_for_gap)
-from baldistill_core.teacher import build_teacher
+from baldistill_core.data.loading import dataset_spec
+from baldistill_core.synthetic.synthesis import NearDupIndex, approved_synthetic, import_recorded_synthetic, jaccard, shingles, store_synthetic, store_synthetic_report, synthesize_for_gap
+from baldistill_core.teacher.client import build_teacher
 
 
 def _item(text, answer="tin", **kw):
@@ -147,7 +148,7 @@ def test_parse_items_never_crashes_on_garbage():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from baldistill_core.teacher_synth import parse_items, validate_items
+    from baldistill_core.teacher.parsing import parse_items, validate_items
 
     @settings(max_examples=200, deadline=None)
     @given(st.one_of(st.text(max_size=300), st.recursive(

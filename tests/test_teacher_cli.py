@@ -6,7 +6,7 @@ import json
 
 from _openai_server import FakeOpenAI
 
-from baldistill_core import review
+from baldistill_core.synthetic import review
 from baldistill_core.cli import main
 
 

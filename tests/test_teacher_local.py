@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from _teacher_helpers import small_dataset
 
-from baldistill_core import ledger
+from baldistill_core.teacher import ledger
 from baldistill_core.config import TeacherConfig
-from baldistill_core.teacher import build_teacher
+from baldistill_core.teacher.client import build_teacher
 
 
 @pytest.mark.slow

@@ -8,9 +8,10 @@ import pytest
 from _openai_server import FakeOpenAI
 from _teacher_helpers import items, small_dataset
 
-from baldistill_core import ledger, store
+from baldistill_core import store
+from baldistill_core.teacher import ledger
 from baldistill_core.config import TeacherConfig
-from baldistill_core.teacher import BudgetExceeded, TeacherCallError, build_teacher
+from baldistill_core.teacher.client import BudgetExceeded, TeacherCallError, build_teacher
 
 KEY = "sk-test-SECRET-0123456789abcdef"
 
@@ -203,7 +204,7 @@ def test_api_key_never_stored(env, tmp_path):
 def test_missing_key_says_how_to_fix(env, monkeypatch):
     conn, spec, _ = env
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    from baldistill_core.teacher import TeacherConfigError
+    from baldistill_core.teacher.client import TeacherConfigError
 
     with pytest.raises(TeacherConfigError, match="OPENAI_API_KEY"):
         build_teacher(TeacherConfig(backend="openai"), conn, spec=spec)
@@ -211,7 +212,7 @@ def test_missing_key_says_how_to_fix(env, monkeypatch):
 
 def test_bad_key_stops_the_batch_with_a_fix(env):
     conn, spec, server = env
-    from baldistill_core.teacher import TeacherConfigError
+    from baldistill_core.teacher.client import TeacherConfigError
 
     its = items(conn, spec.name, marker={0: "[[401]]"}, limit=1)
     with pytest.raises(TeacherConfigError, match="refused the API key") as exc:

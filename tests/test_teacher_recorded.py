@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from baldistill_core import ledger, store
+from baldistill_core import store
+from baldistill_core.teacher import ledger
 from baldistill_core.config import TeacherConfig
-from baldistill_core.data import dataset_spec
-from baldistill_core.teacher import BudgetExceeded, NoRecording, build_teacher
+from baldistill_core.data.loading import dataset_spec
+from baldistill_core.teacher.client import BudgetExceeded, NoRecording, build_teacher
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from _model_helpers import tiny_examples, tiny_path
-from baldistill_core import ifd, student, training
+from baldistill_core.student import ifd
+from baldistill_core.student import model as student
+from baldistill_core.student import training
 from baldistill_core.config import StudentConfig
 
 

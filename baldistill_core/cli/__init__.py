@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 import sys
 
-from ..data import DataError
+from baldistill_core.data.loading import DataError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,5 @@
 import sys
 
-from . import main
+from baldistill_core.cli import main
 
 sys.exit(main())

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
-from .. import policy as policy_mod
-from .. import stats, store
-from ..config import DatasetSpec
-from ..data import import_dataset
-from ..workspace import open_workspace
+from baldistill_core.selection import policy as policy_mod
+from baldistill_core import store
+from baldistill_core.data import stats
+from baldistill_core.config import DatasetSpec
+from baldistill_core.data.loading import import_dataset
+from baldistill_core.workspace import open_workspace
 
 
 def register(sub, common) -> None:

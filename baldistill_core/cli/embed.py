@@ -10,9 +10,12 @@ from __future__ import annotations
 import sys
 import time
 
-from .. import clusters, embed
-from ..config import MapConfig
-from ..workspace import open_workspace
+from baldistill_core.map import clusters
+
+from baldistill_core.map import pseudo_domains as pseudo
+from baldistill_core.map import embed
+from baldistill_core.config import MapConfig
+from baldistill_core.workspace import open_workspace
 
 
 def register(sub, common) -> None:
@@ -62,6 +65,6 @@ def _embed(args) -> int:
         else:
             print(f"wrote {embed.write_shipped_bundle(conn, ws, args.dataset, args.embedder)}")
     if args.pseudo_domains:
-        counts = clusters.apply_pseudo_domains(conn, ws, args.dataset, args.embedder)
+        counts = pseudo.apply_pseudo_domains(conn, ws, args.dataset, args.embedder)
         print(f"{args.dataset}: {len(counts)} pseudo-domains from clusters")
     return 0

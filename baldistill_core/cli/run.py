@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 
-from ..workspace import open_workspace
+from baldistill_core.workspace import open_workspace
 
 
 def register(sub, common) -> None:
@@ -82,7 +82,7 @@ def load_config(path: str, overrides: list[str] | None = None):
 
     import yaml
 
-    from ..config import RunConfig
+    from baldistill_core.config import RunConfig
 
     p = Path(path)
     if not p.exists():
@@ -92,7 +92,8 @@ def load_config(path: str, overrides: list[str] | None = None):
 
 
 def _run(args) -> int:
-    from .. import jobs, runs
+    from baldistill_core.runs import jobs
+    from baldistill_core.runs import records as runs
 
     ws, conn = open_workspace(args.workspace)
     if args.run_id:
@@ -117,7 +118,7 @@ def _fmt_time(t):
 
 
 def _list(args) -> int:
-    from .. import runs
+    from baldistill_core.runs import records as runs
 
     _, conn = open_workspace(args.workspace)
     rows = runs.list_runs(conn, args.dataset)
@@ -130,7 +131,7 @@ def _list(args) -> int:
 
 
 def _show(args) -> int:
-    from .. import runs
+    from baldistill_core.runs import records as runs
 
     _, conn = open_workspace(args.workspace)
     run = runs.get_run(conn, args.run_id)
@@ -166,7 +167,7 @@ def _show(args) -> int:
 
 
 def _cancel(args) -> int:
-    from .. import jobs
+    from baldistill_core.runs import jobs
 
     _, conn = open_workspace(args.workspace)
     status = jobs.cancel(conn, args.run_id, wait_s=args.wait, kill_after=args.kill)
@@ -175,7 +176,8 @@ def _cancel(args) -> int:
 
 
 def _resume(args) -> int:
-    from .. import jobs, runs
+    from baldistill_core.runs import jobs
+    from baldistill_core.runs import records as runs
 
     ws, conn = open_workspace(args.workspace)
     if args.foreground:
@@ -189,13 +191,13 @@ def _resume(args) -> int:
 
 
 def _preview(args) -> int:
-    from .. import preview
+    from baldistill_core.runs import preview
 
     _, conn = open_workspace(args.workspace)
     cfg = load_config(args.config)
     scorer = None
     if args.run_id and args.stage > 0:
-        from ..stage_scoring import stage_scorer
+        from baldistill_core.runs.scoring import stage_scorer
 
         scorer = stage_scorer(conn, args.run_id, args.stage - 1)
     pv = preview.preview_stage(conn, cfg, args.stage, run_id=args.run_id, scorer=scorer)
@@ -204,10 +206,10 @@ def _preview(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .. import evaluate
+    from baldistill_core.runs.evaluation import evaluate_run
 
     _, conn = open_workspace(args.workspace)
-    report = evaluate.evaluate_run(conn, run_id=args.run_id, model=args.model, dataset=args.dataset,
+    report = evaluate_run(conn, run_id=args.run_id, model=args.model, dataset=args.dataset,
                                    per_domain=args.per_domain, stage=args.stage)
     if args.json:
         print(json.dumps(dict(per_domain=report.per_domain, overall=report.overall)))
@@ -229,7 +231,8 @@ def _metric_names(report) -> list[str]:
 def _export(args) -> int:
     from pathlib import Path
 
-    from .. import export, runs
+    from baldistill_core.reports import export
+    from baldistill_core.runs import records as runs
 
     _, conn = open_workspace(args.workspace)
     run = runs.get_run(conn, args.run_id)

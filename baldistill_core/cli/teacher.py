@@ -7,12 +7,13 @@ import sys
 import time
 from collections import Counter
 
-from .. import ledger, store
-from ..config import TeacherConfig
-from ..data import dataset_spec
-from ..synthesis import import_recorded_synthetic, synthesize_for_gap
-from ..teacher import BudgetExceeded, TeacherError, build_teacher
-from ..workspace import open_workspace
+from baldistill_core import store
+from baldistill_core.teacher import ledger
+from baldistill_core.config import TeacherConfig
+from baldistill_core.data.loading import dataset_spec
+from baldistill_core.synthetic.synthesis import import_recorded_synthetic, synthesize_for_gap
+from baldistill_core.teacher.client import BudgetExceeded, TeacherError, build_teacher
+from baldistill_core.workspace import open_workspace
 
 _F = TeacherConfig.model_fields
 

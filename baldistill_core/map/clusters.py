@@ -1,0 +1,123 @@
+"""2-D layout, clusters and their keyword names (pseudo-domains from them: ``map.pseudo_domains``).
+
+UMAP (umap-learn, cosine, fixed seed) places the sentence embeddings on a plane; scikit-learn's
+HDBSCAN finds dense groups on that plane (clustering the 2-D layout is what makes the colours
+agree with what the user sees); each cluster is named by its most distinctive words (class-based
+TF-IDF: a cluster's words weighted against how common they are in all clusters).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+
+from baldistill_core.config import MapConfig
+
+NOISE = -1
+NOISE_NAME = "other"
+
+
+def hover_text(text: str, n: int) -> str:
+    """One line of at most ``n`` characters.
+
+    >>> hover_text("a  b\\nc", 10)
+    'a b c'
+    >>> hover_text("abcdefghij", 5)
+    'abcd…'
+    """
+    t = " ".join(text.split())
+    return t if len(t) <= n else t[: n - 1] + "…"
+
+
+def umap_layout(emb: np.ndarray, cfg: MapConfig | None = None) -> np.ndarray:
+    """(n, 2) float32 UMAP coordinates; tiny inputs (< 4 points) get a trivial layout."""
+    cfg = cfg or MapConfig()
+    emb = np.asarray(emb, dtype=np.float32)
+    n = emb.shape[0]
+    if n < 4:
+        return np.column_stack([np.arange(n), np.zeros(n)]).astype(np.float32)
+    import umap
+
+    reducer = umap.UMAP(n_neighbors=min(cfg.umap_neighbors, n - 1), n_components=2, metric="cosine",
+                        min_dist=cfg.umap_min_dist, random_state=cfg.random_state,
+                        init="spectral" if n > 10 else "random")
+    with warnings.catch_warnings():
+        # "n_jobs overridden to 1 by setting random_state": expected, the seed makes the map reproducible.
+        warnings.simplefilter("ignore", UserWarning)
+        return reducer.fit_transform(emb).astype(np.float32)
+
+
+def min_cluster_size(n: int, cfg: MapConfig | None = None) -> int:
+    """About 1% of the points, at least 10 (capped by n): small enough for tail topics."""
+    cfg = cfg or MapConfig()
+    if cfg.min_cluster_size is not None:
+        return max(2, min(cfg.min_cluster_size, n))
+    return max(2, min(n, max(10, n // 100)))
+
+
+def hdbscan_clusters(coords: np.ndarray, cfg: MapConfig | None = None) -> np.ndarray:
+    """HDBSCAN labels on the 2-D layout; -1 marks noise."""
+    from sklearn.cluster import HDBSCAN
+
+    n = coords.shape[0]
+    if n < 3:
+        return np.full(n, NOISE, dtype=np.int32)
+    m = min_cluster_size(n, cfg)
+    labels = HDBSCAN(min_cluster_size=m, min_samples=max(2, min(m, 10)),
+                     copy=True).fit_predict(np.asarray(coords, dtype=np.float64))
+    return labels.astype(np.int32)
+
+
+_WORD = re.compile(r"[^\W\d_]{3,}")
+
+
+def cluster_keywords(texts: list[str], labels: np.ndarray, k: int = 3) -> dict[int, str]:
+    """Name each cluster by its ``k`` most distinctive words (class-based TF-IDF), e.g.
+    ``"oil · crude · barrels"``; names are made unique. Noise (-1) is not named.
+
+    >>> cluster_keywords(["oil price crude", "crude oil barrels", "wheat grain crop", "grain wheat tonnes"],
+    ...                  np.array([0, 0, 1, 1]), k=2)
+    {0: 'crude · oil', 1: 'grain · wheat'}
+    """
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    labels = np.asarray(labels)
+    ids = sorted(int(c) for c in set(labels.tolist()) if c != NOISE)
+    if not ids:
+        return {}
+    docs = [" ".join(texts[i] for i in np.flatnonzero(labels == c)) for c in ids]
+    try:
+        cv = CountVectorizer(stop_words="english", token_pattern=_WORD.pattern, lowercase=True)
+        counts = cv.fit_transform(docs).astype(np.float64).toarray()
+    except ValueError:  # no words at all
+        return {c: f"cluster {c}" for c in ids}
+    vocab = np.array(cv.get_feature_names_out())
+    tf = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+    avg_words = counts.sum() / len(ids)
+    idf = np.log1p(avg_words / np.maximum(counts.sum(axis=0), 1.0))
+    score = tf * idf
+    names: dict[int, str] = {}
+    used: set[str] = set()
+    for row, c in enumerate(ids):
+        top = [vocab[j] for j in np.argsort(-score[row], kind="stable")[:k] if score[row, j] > 0]
+        name = " · ".join(top) if top else f"cluster {c}"
+        if name in used:
+            name = f"{name} ({c})"
+        used.add(name)
+        names[c] = name
+    return names
+
+
+def assign_noise(coords: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Give each noise point the cluster whose centroid is nearest on the map."""
+    labels = np.asarray(labels).copy()
+    ids = sorted(int(c) for c in set(labels.tolist()) if c != NOISE)
+    noise = labels == NOISE
+    if not ids or not noise.any():
+        return labels
+    centroids = np.stack([coords[labels == c].mean(axis=0) for c in ids])
+    d = ((coords[noise][:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2)
+    labels[noise] = np.asarray(ids)[d.argmin(axis=1)]
+    return labels

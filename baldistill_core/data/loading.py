@@ -237,7 +237,7 @@ def upload_name(name: str) -> str:
     >>> upload_name("../../etc/passwd")
     Traceback (most recent call last):
     ...
-    baldistill_core.data.loading.DataError: upload name '../../etc/passwd' is not a plain file name; rename the file (no folders, no '..')
+    baldistill_core.errors.DataError: upload name '../../etc/passwd' is not a plain file name; rename the file (no folders, no '..')
     """
     if not name or Path(name).name != name or name in (".", "..") or "\\" in name or "\x00" in name:
         raise DataError(f"upload name {name!r} is not a plain file name; rename the file (no folders, no '..')")

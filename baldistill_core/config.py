@@ -133,6 +133,13 @@ class StudentConfig(_Strict):
         None, ge=8, description="Clip each input (story, problem) to its first N tokens, in training, IFD scoring "
         "and evaluation alike, so a long input leaves room for the rationale within max_seq_len; empty = no clip."
     )
+    engine: Literal["hf", "vllm"] = Field(
+        "hf", description="Greedy generation for IFD scoring and evaluation: hf = transformers (CPU or GPU); "
+        "vllm = vLLM on a CUDA GPU with the stage's LoRA adapter (pip install .[gpu]; untested on hardware here)."
+    )
+    vllm_gpu_memory: float = Field(
+        0.35, gt=0, lt=1, description="vLLM only: share of GPU memory its engine reserves (training shares the GPU)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -198,6 +205,50 @@ class MapConfig(_Strict):
     hover_chars: int = Field(200, ge=20, description="Characters of each text shown on hover.")
 
 
+TrackerBackend = Literal["none", "trackio", "mlflow", "tensorboard", "wandb"]
+
+
+class TrackingConfig(_Strict):
+    """Report a run to an experiment tracker as well as to our own pages (baldistill_core.reports.tracking)."""
+
+    backend: TrackerBackend = Field(
+        "none", description="none = our pages only; trackio, mlflow, tensorboard or wandb: training loss through "
+        "the trainer's report_to, per-domain metrics, teacher spend and the final table through the tracker. "
+        "A tracker that fails only logs a warning."
+    )
+    project: str = Field("baldistill", description="Tracker project (MLflow experiment, W&B / trackio project).")
+    run_name: str | None = Field(None, description="Name of the tracker run; empty = our run id.")
+    uri: str | None = Field(
+        None, description="Where the tracker writes: MLflow tracking URI (file path or http://host:port), "
+        "TensorBoard / W&B / trackio folder; empty = the tracker's own variable (MLFLOW_TRACKING_URI, "
+        "TRACKIO_DIR, WANDB_DIR) if set, else <workspace>/tracking/<backend>."
+    )
+    wandb_offline: bool = Field(
+        True, description="W&B only: write the run locally (`wandb sync` it later) instead of uploading."
+    )
+
+    @field_validator("project", "run_name")
+    @classmethod
+    def _name_ok(cls, v: str | None) -> str | None:
+        import re
+
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}", v):
+            raise ValueError(f"tracker name {v!r} is not allowed: use 1-128 letters, digits, '.', '-' or '_'")
+        return v
+
+    @field_validator("uri")
+    @classmethod
+    def _no_credentials(cls, v: str | None) -> str | None:
+        # The URI is stored with the run and shown on the Training page: credentials belong in the
+        # tracker's own environment variables (MLFLOW_TRACKING_PASSWORD, WANDB_API_KEY), never here.
+        from urllib.parse import urlsplit
+
+        if v and "://" in v and (urlsplit(v).password or urlsplit(v).username or urlsplit(v).query):
+            raise ValueError("tracking uri must not hold credentials or a query string; set the tracker's own "
+                             "environment variables (e.g. MLFLOW_TRACKING_USERNAME/PASSWORD) instead")
+        return v or None
+
+
 class RunConfig(_Strict):
     name: str = Field("run", description="A label for the run.")
     dataset: str = Field(description="Name of a dataset in the workspace.")
@@ -212,6 +263,7 @@ class RunConfig(_Strict):
     student: StudentConfig = Field(default_factory=StudentConfig)
     ifd: IFDConfig = Field(default_factory=IFDConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Experiment tracker (optional).")
 
     @model_validator(mode="after")
     def _budget_vs_stages(self):

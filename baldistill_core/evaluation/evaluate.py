@@ -163,7 +163,14 @@ def evaluate_model(model, tokenizer, items: list[dict], view, *, labels: list[st
     ``view`` is the run's :class:`~baldistill_core.task.view.StudentView` (the input clip and the
     prompt template the student trained on).
     """
-    from baldistill_core.student.model import generate
+    from baldistill_core.student.engines import HFEngine
 
-    outs = generate(model, tokenizer, view.prompts(items), max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return evaluate_with(HFEngine(model, tokenizer), items, view, labels=labels, sizes=sizes,
+                         max_new_tokens=max_new_tokens, batch_size=batch_size)
+
+
+def evaluate_with(engine, items: list[dict], view, *, labels: list[str] | None = None,
+                  sizes: dict[str, int] | None = None, max_new_tokens: int = 128, batch_size: int = 8) -> EvalReport:
+    """``evaluate_model`` with any ``student.engines`` engine (HF or vLLM) doing the greedy generation."""
+    outs = engine.generate(view.prompts(items), max_new_tokens=max_new_tokens, batch_size=batch_size)
     return score_predictions(items, outs, view.task_type, labels=labels, sizes=sizes)

@@ -11,7 +11,7 @@ from baldistill_core import store
 from baldistill_core.config import EvalConfig, RunConfig, StudentConfig
 from baldistill_core.data import loading as data
 from baldistill_core.errors import ConfigError
-from baldistill_core.evaluation.evaluate import EvalReport, eval_subset, evaluate_model
+from baldistill_core.evaluation.evaluate import EvalReport, eval_subset, evaluate_with
 from baldistill_core.runs import records as runs
 from baldistill_core.runs.context import RunContext, tokenizer_loader
 from baldistill_core.task.view import StudentView
@@ -25,7 +25,8 @@ def evaluate_run(conn, *, run_id: str | None = None, model: str | None = None, d
     A run is evaluated through its own student view (input clip included); a base model through
     the default student config's view.
     """
-    from baldistill_core.student.model import load_model, resolve_model
+    from baldistill_core.student import engines
+    from baldistill_core.student.model import resolve_model
 
     adapter = None
     if run_id:
@@ -41,7 +42,7 @@ def evaluate_run(conn, *, run_id: str | None = None, model: str | None = None, d
                               f"(see `baldistill runs show {run_id}`)")
         ctx = RunContext.build(conn, cfg)
         view, labels, dataset, model = ctx.view, ctx.labels, cfg.dataset, cfg.student.model
-        max_new, seed, quant = cfg.student.max_new_tokens, cfg.seed, cfg.student.quantization
+        max_new, seed, student = cfg.student.max_new_tokens, cfg.seed, cfg.student
     else:
         if not (model and dataset):
             raise ConfigError("give a run id, or --model and --dataset to evaluate a base student")
@@ -50,10 +51,11 @@ def evaluate_run(conn, *, run_id: str | None = None, model: str | None = None, d
         labels = store.get_dataset(conn, dataset)["label_set"]
         view = StudentView.for_dataset(spec, labels, max_input_tokens=student.max_input_tokens,
                                        load_tokenizer=tokenizer_loader(model))
-        max_new, seed, quant = student.max_new_tokens, 0, "none"
+        max_new, seed = student.max_new_tokens, 0
+        student = student.model_copy(update={"quantization": "none"})
         if per_domain is None:
             per_domain = EvalConfig().final_per_domain
     items = eval_subset(conn, dataset, per_domain, seed=seed, split=split)
-    m, tok = load_model(resolve_model(model), adapter_dir=adapter, quantization=quant)
-    return evaluate_model(m, tok, items, view, labels=labels, sizes=store.domain_counts(conn, dataset, "train"),
-                          max_new_tokens=max_new)
+    engine = engines.build(student, resolve_model(model), adapter, seed=seed)
+    return evaluate_with(engine, items, view, labels=labels, sizes=store.domain_counts(conn, dataset, "train"),
+                         max_new_tokens=max_new)

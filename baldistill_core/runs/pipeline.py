@@ -32,6 +32,7 @@ from baldistill_core.config import RunConfig
 from baldistill_core.data import loading as data
 from baldistill_core.errors import BalDistillError
 from baldistill_core.evaluation import evaluate
+from baldistill_core.reports import tracking
 from baldistill_core.runs import records as runs
 from baldistill_core.runs.context import RunContext
 from baldistill_core.runs.scoring import checkpoint_id, ifd_scorer
@@ -72,6 +73,9 @@ class Pipeline:
         self._echo = echo
         self._base_path = None
         self._loaded: tuple[str | None, object, object] | None = None
+        self._engine: tuple[str | None, object] | None = None
+        self.head_tail = evaluate.head_tail_groups(self.sizes)
+        self.tracker = tracking.RunTracker(conn, run_id, None, self.log)  # opened by execute()
         self._last_eval: tuple[str | None, tuple, evaluate.EvalReport] | None = None
 
     # ------------------------------------------------------------ small helpers
@@ -105,6 +109,16 @@ class Pipeline:
             self._loaded = (adapter_dir, m, tok)
         return self._loaded[1], self._loaded[2]
 
+    def engine(self, adapter_dir: str | None):
+        """The generation engine (``student.engine``: hf reuses ``model()``, vllm loads base + adapter)."""
+        if self._engine is None or self._engine[0] != adapter_dir:
+            from baldistill_core.student import engines
+
+            self._engine = None
+            self._engine = (adapter_dir, engines.build(self.cfg.student, self.base_path(), adapter_dir,
+                                                       hf_loader=self.model, seed=self.cfg.seed))
+        return self._engine[1]
+
     def prompt_of(self, e: dict) -> str:
         return self.view.prompt(e)
 
@@ -118,6 +132,14 @@ class Pipeline:
     # ------------------------------------------------------------ the loop
 
     def execute(self) -> str:
+        self.tracker = tracking.start(self.conn, self.run_id, self.cfg, self.folder,
+                                      warn=lambda m: self.log(m, "warning"))
+        try:
+            return self._execute()
+        finally:
+            self.tracker.close(runs.get_run(self.conn, self.run_id)["status"] == runs.RunStatus.FINISHED)
+
+    def _execute(self) -> str:
         runs.set_status(self.conn, self.run_id, runs.RunStatus.RUNNING)
         self.log(f"run {self.run_id}: method {self.method.label}, B={self.cfg.budget}, K={self.k}, "
                  f"student {self.cfg.student.model}, teacher {self.cfg.teacher.backend}")
@@ -167,9 +189,9 @@ class Pipeline:
                  + (f"; IFD scored {sum(sel.scored.values())} candidates" if sel.scored else ""))
 
     def _scorer(self, prev_stage: int):
-        model, tok = self.model(self.adapter_dir(prev_stage))
+        engine = self.engine(self.adapter_dir(prev_stage))
         runs.set_progress(self.conn, self.run_id, prev_stage + 1, "ifd scoring")
-        return ifd_scorer(self.conn, self.cfg, checkpoint_id(self.run_id, prev_stage), model, tok)
+        return ifd_scorer(self.conn, self.cfg, checkpoint_id(self.run_id, prev_stage), engine)
 
     def _synthesize(self, i: int, short: dict[str, int]) -> None:
         """Ask the teacher for the missing tail examples; without auto-approve, wait for review."""
@@ -206,6 +228,7 @@ class Pipeline:
             runs.set_stage(self.conn, self.run_id, i, "training")
         kept, dropped = picks.kept_dropped(self.conn, self.run_id, i)
         self.log(f"stage {i}: annotated; kept {kept}, dropped {dropped} (answer mismatch)")
+        self.tracker.spend(i, runs.spend(self.conn, self.run_id))
 
     def _ask_teacher(self, i: int, ids: list[str]) -> None:
         items = {e["id"]: e for e in store.examples(self.conn, self.cfg.dataset, "train", ids=ids)}
@@ -244,7 +267,8 @@ class Pipeline:
             shutil.rmtree(out)
         runs.clear_metrics(self.conn, self.run_id, i, "train")
         self.log(f"stage {i}: training a {'fresh' if fresh else 'continued'} adapter on {len(examples)} examples")
-        self._loaded = None  # free the scoring model before training
+        self._loaded = self._engine = None  # free the scoring model before training
+        reporting = self.tracker.training()
 
         def on_log(d: dict) -> None:
             runs.write_metrics(self.conn, self.run_id, i, "train", [("_all", "loss", d["loss"])],
@@ -256,15 +280,17 @@ class Pipeline:
             from baldistill_core.student.launch import launch
 
             result = launch(self.cfg.student, self.base_path(), examples, out, seed=self.cfg.seed + i,
-                            init_adapter=init)
+                            init_adapter=init, reporting=reporting, stage=i)
         else:
             result = train_adapter(self.base_path(), examples, self.cfg.student, out, seed=self.cfg.seed + i,
-                                   on_log=on_log, should_stop=self.cancel_event.is_set, init_adapter=init)
+                                   on_log=on_log, should_stop=self.cancel_event.is_set, init_adapter=init,
+                                   reporting=reporting, stage=i)
         if result.stopped:
             raise Cancelled()
         with store.transaction(self.conn):
             runs.set_stage_detail(self.conn, self.run_id, i, train=result.to_json(), adapter_dir=str(out))
             runs.set_stage(self.conn, self.run_id, i, "evaluating")
+        self.tracker.stage_trained(i, result)
         self.log(f"stage {i}: trained {result.steps} steps in {result.train_seconds:.0f}s, "
                  f"final loss {result.final_loss if result.final_loss is None else round(result.final_loss, 4)}")
 
@@ -277,6 +303,7 @@ class Pipeline:
         report = self._evaluate(items, adapter)
         runs.write_metrics(self.conn, self.run_id, i, "live", report.rows(), step=runs.train_steps(
             self.conn, self.run_id, i))
+        self.tracker.stage_eval(i, report, self.head_tail)
         self.log(f"{'base student' if i < 0 else f'stage {i}'}: live {report.primary} macro "
                  f"{report.score('_macro'):.3f}, micro {report.score('_micro'):.3f}")
 
@@ -286,10 +313,9 @@ class Pipeline:
         key = tuple(e["id"] for e in items)
         if self._last_eval is not None and self._last_eval[:2] == (adapter, key):
             return self._last_eval[2]
-        model, tok = self.model(adapter)
-        report = evaluate.evaluate_model(model, tok, items, self.view, labels=self.labels, sizes=self.sizes,
-                                         max_new_tokens=self.cfg.student.max_new_tokens,
-                                         batch_size=self.cfg.ifd.batch_size)
+        report = evaluate.evaluate_with(self.engine(adapter), items, self.view, labels=self.labels,
+                                        sizes=self.sizes, max_new_tokens=self.cfg.student.max_new_tokens,
+                                        batch_size=self.cfg.ifd.batch_size)
         self._last_eval = (adapter, key, report)
         return report
 
@@ -301,6 +327,7 @@ class Pipeline:
                                      seed=self.cfg.seed)
         report = self._evaluate(items, adapter)
         runs.write_metrics(self.conn, self.run_id, max(self.k - 1, 0), "test", report.rows())
+        self.tracker.final(max(self.k - 1, 0), report, self.head_tail)
         (self.folder / "final_predictions.jsonl").write_text(data.jsonl_dumps(report.predictions), encoding="utf-8")
         self.log(f"final test ({len(items)} examples): {report.primary} macro {report.score('_macro'):.3f}, "
                  f"micro {report.score('_micro'):.3f}")

@@ -276,6 +276,29 @@ def metrics(conn: sqlite3.Connection, run_id: str, split: str | None = None) -> 
     return store.rows(conn, sql + " ORDER BY stage, step, split, domain, metric", params)
 
 
+# ---------------------------------------------------------------- experiment tracker
+
+
+def set_tracker(conn: sqlite3.Connection, run_id: str, backend: str, *, status: str,
+                tracker_run_id: str | None = None, url: str | None = None, message: str | None = None) -> None:
+    """Record the tracker run this run reports to (``reports.tracking``); kept across resumes."""
+    with store.transaction(conn):
+        conn.execute(
+            "INSERT INTO trackers(run_id, backend, tracker_run_id, url, status, message, updated_at)"
+            " VALUES (?,?,?,?,?,?,?) ON CONFLICT(run_id, backend) DO UPDATE SET"
+            " tracker_run_id = COALESCE(excluded.tracker_run_id, tracker_run_id), url = COALESCE(excluded.url, url),"
+            " status = excluded.status, message = excluded.message, updated_at = excluded.updated_at",
+            (run_id, backend, tracker_run_id, url, status, message, store.now()))
+
+
+def tracker(conn: sqlite3.Connection, run_id: str, backend: str | None = None) -> dict | None:
+    """The run's tracker record ``{backend, tracker_run_id, url, status, message}`` (latest), or None."""
+    sql, params = "SELECT * FROM trackers WHERE run_id = ?", [run_id]
+    if backend:
+        sql, params = sql + " AND backend = ?", params + [backend]
+    return store.one(conn, sql + " ORDER BY updated_at DESC LIMIT 1", params)
+
+
 # ---------------------------------------------------------------- spend and progress
 
 

@@ -11,13 +11,14 @@ def checkpoint_id(run_id: str, stage: int) -> str:
     return f"{run_id}/stage{stage}"
 
 
-def ifd_scorer(conn, cfg: RunConfig, checkpoint: str, model, tokenizer):
-    """[{key, prompt}] -> {key: IFD score} with the given student, cached by ``checkpoint``."""
+def ifd_scorer(conn, cfg: RunConfig, checkpoint: str, engine):
+    """[{key, prompt}] -> {key: IFD score} with the student's generation engine, cached by ``checkpoint``."""
     from baldistill_core.student import ifd
 
     def score(items: list[dict]) -> dict:
-        res = ifd.score_cached(conn, checkpoint, model, tokenizer, items, max_new_tokens=cfg.student.max_new_tokens,
-                               batch_size=cfg.ifd.batch_size, variant=cfg.ifd.variant)
+        res = ifd.score_cached(conn, checkpoint, None, None, items, engine=engine,
+                               max_new_tokens=cfg.student.max_new_tokens, batch_size=cfg.ifd.batch_size,
+                               variant=cfg.ifd.variant)
         return {k: r.score for k, r in res.items()}
 
     return score
@@ -25,13 +26,13 @@ def ifd_scorer(conn, cfg: RunConfig, checkpoint: str, model, tokenizer):
 
 def stage_scorer(conn, run_id: str, prev_stage: int):
     """The IFD scorer of a run's finished stage ``prev_stage`` (for the stage preview)."""
-    from baldistill_core.student.model import load_model, resolve_model
+    from baldistill_core.student import engines
+    from baldistill_core.student.model import resolve_model
 
     cfg = runs.run_config(conn, run_id)
     adapter = runs.adapter_dir(conn, run_id, prev_stage)
     if runs.stage_status(conn, run_id, prev_stage) != "done" or not adapter:
         raise runs.RunError(f"run {run_id} has not finished stage {prev_stage}; its student cannot score yet — "
                             f"wait for the stage to finish, or plan without a student")
-    model, tok = load_model(resolve_model(cfg.student.model), adapter_dir=adapter,
-                            quantization=cfg.student.quantization)
-    return ifd_scorer(conn, cfg, checkpoint_id(run_id, prev_stage), model, tok)
+    engine = engines.build(cfg.student, resolve_model(cfg.student.model), adapter, seed=cfg.seed)
+    return ifd_scorer(conn, cfg, checkpoint_id(run_id, prev_stage), engine)

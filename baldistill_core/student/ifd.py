@@ -147,8 +147,12 @@ def score(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_si
     return results
 
 
-def score_cached(conn, checkpoint_id: str, model, tokenizer, items: list[dict], **kw) -> dict[str, IFDResult]:
+def score_cached(conn, checkpoint_id: str, model, tokenizer, items: list[dict], *, engine=None,
+                 **kw) -> dict[str, IFDResult]:
     """IFD of ``items`` (``{"key", "prompt"}``), reusing scores cached for this checkpoint.
+
+    The missing ones are scored by ``engine`` (a ``student.engines`` engine, e.g. vLLM) when given,
+    else by ``score(model, tokenizer, ...)``.
 
     ``checkpoint_id`` must change whenever the student does (e.g. run id + stage + adapter hash);
     ``key`` identifies the example. The stored key adds a hash of the exact prompt
@@ -173,7 +177,8 @@ def score_cached(conn, checkpoint_id: str, model, tokenizer, items: list[dict], 
             found[back[r["example_key"]]] = IFDResult(r["score"], r["loss_cond"], r["loss_uncond"], r["rationale"])
     todo = [it for it in items if it["key"] not in found]
     if todo:
-        fresh = score(model, tokenizer, [it["prompt"] for it in todo], **kw)
+        prompts = [it["prompt"] for it in todo]
+        fresh = engine.ifd_scores(prompts, **kw) if engine is not None else score(model, tokenizer, prompts, **kw)
         with store.transaction(conn):
             conn.executemany(
                 "INSERT OR REPLACE INTO ifd_cache(checkpoint, example_key, variant, score, loss_cond, loss_uncond, "

@@ -18,28 +18,40 @@ from baldistill_core.config import StudentConfig
 
 
 def launch_command(cfg: StudentConfig, base_path, examples_file: Path, out_dir: Path, *, seed: int,
-                   init_adapter: Path | None = None) -> list[str]:
+                   init_adapter: Path | None = None, reporting=None, always: bool = False) -> list[str]:
     from baldistill_core.student.training import accelerate_command
 
     args = ["-m", "baldistill_core.student.launch", "--base", str(base_path), "--examples", str(examples_file),
             "--config", cfg.model_dump_json(), "--out", str(out_dir), "--seed", str(seed)]
     if init_adapter:
         args += ["--init-adapter", str(init_adapter)]
-    return accelerate_command(cfg, args)
+    if reporting is not None and reporting.report_to != "none":
+        args += ["--report-to", reporting.report_to, "--project", reporting.project or "",
+                 "--run-name", reporting.run_name or ""]
+    return accelerate_command(cfg, args, always=always)
 
 
 def launch(cfg: StudentConfig, base_path, examples: list[dict], out_dir: Path, *, seed: int,
-           init_adapter: Path | None = None, log_path: Path | None = None):
-    """Train in child processes and return the ``TrainResult`` rank 0 wrote next to the adapter."""
+           init_adapter: Path | None = None, log_path: Path | None = None, reporting=None, stage: int = 0,
+           always: bool = False):
+    """Train in child processes and return the ``TrainResult`` rank 0 wrote next to the adapter.
+
+    ``reporting`` (a ``training.Reporting``): the children report the loss to the tracker through
+    the trainer's ``report_to``, with its environment (``always``: `accelerate launch` even for 1 process).
+    """
+    import os
+
     from baldistill_core.student.training import TrainResult, TrainingError
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     ex_file = out_dir.parent / "train_examples.jsonl"
     ex_file.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples), encoding="utf-8")
-    cmd = launch_command(cfg, base_path, ex_file, out_dir, seed=seed, init_adapter=init_adapter)
+    cmd = launch_command(cfg, base_path, ex_file, out_dir, seed=seed, init_adapter=init_adapter,
+                         reporting=reporting, always=always)
+    env = {**os.environ, **(reporting.stage_env(stage) if reporting is not None else {})}
     with open(log_path or out_dir.parent / "train.log", "ab") as log:
-        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
     meta = out_dir / "train_result.json"
     if code != 0 or not meta.exists():
         raise TrainingError(f"`{' '.join(cmd[:6])} …` exited with {code}; see {log_path or out_dir.parent / 'train.log'}")
@@ -58,10 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init-adapter")
+    ap.add_argument("--report-to", default="none", help="the trainer's report_to (its env comes from the parent)")
+    ap.add_argument("--project")
+    ap.add_argument("--run-name")
     a = ap.parse_args(argv)
+    from baldistill_core.student.training import Reporting
+
     cfg = StudentConfig.model_validate_json(a.config)
     examples = [json.loads(x) for x in Path(a.examples).read_text(encoding="utf-8").splitlines() if x.strip()]
-    train_adapter(a.base, examples, cfg, Path(a.out), seed=a.seed,
+    reporting = Reporting(report_to=a.report_to, project=a.project or None, run_name=a.run_name or None,
+                          warn=lambda m: print(m, file=sys.stderr, flush=True))
+    train_adapter(a.base, examples, cfg, Path(a.out), seed=a.seed, reporting=reporting,
                   init_adapter=Path(a.init_adapter) if a.init_adapter else None)
     return 0
 

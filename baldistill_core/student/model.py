@@ -265,6 +265,8 @@ def load_model(path: str | Path, *, adapter_dir: str | Path | None = None, quant
         model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=for_training)
     if not for_training:
         model.eval()
+        if not quantized and torch.cuda.is_available():  # inference on the GPU (the Trainer places training)
+            model.to("cuda")
     return model, tok
 
 

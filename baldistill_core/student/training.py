@@ -16,7 +16,8 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -43,6 +44,39 @@ class TrainingError(BalDistillError, RuntimeError):
     pass
 
 
+@dataclass
+class Reporting:
+    """Where the trainer reports its loss: its own ``report_to`` integration (built by reports.tracking).
+
+    ``env`` is set while the stage trains (the integrations read it; ``{stage}`` is filled in) and
+    passed to ``accelerate launch`` children. ``warn`` receives the message when the integration
+    raises: it is then dropped, and training goes on.
+    """
+
+    report_to: str = "none"
+    project: str | None = None
+    run_name: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    warn: Callable[[str], None] | None = None
+
+    def stage_env(self, stage: int) -> dict[str, str]:
+        return {k: v.replace("{stage}", str(stage)) for k, v in self.env.items()}
+
+
+@contextmanager
+def _environ(values: dict[str, str]):
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def lora_config(cfg: StudentConfig):
     from peft import LoraConfig
 
@@ -52,13 +86,16 @@ def lora_config(cfg: StudentConfig):
     )
 
 
-def sft_config(cfg: StudentConfig, output_dir: Path, *, seed: int = 0):
+def sft_config(cfg: StudentConfig, output_dir: Path, *, seed: int = 0, reporting: Reporting | None = None):
     """The SFTConfig both our trainer and the benchmark's plain TRL reference use."""
     import torch
     from trl import SFTConfig
 
     quantized = student.resolve_quantization(cfg.quantization) == "4bit"
+    rep = reporting or Reporting()
+    named = {k: v for k, v in (("project", rep.project), ("run_name", rep.run_name)) if v}
     return SFTConfig(
+        **named,
         output_dir=str(output_dir),
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
@@ -75,7 +112,7 @@ def sft_config(cfg: StudentConfig, output_dir: Path, *, seed: int = 0):
         # Recomputing activations saves GPU memory for QLoRA but only costs time on a small CPU model.
         activation_checkpointing=quantized,
         use_cpu=not torch.cuda.is_available(),
-        report_to="none",
+        report_to=rep.report_to,
         logging_steps=1,
         save_strategy="no",
         disable_tqdm=True,
@@ -137,8 +174,41 @@ def _progress_callback(on_log: Callable[[dict], None] | None, should_stop: Calla
     return Progress()
 
 
+def _guard_integrations(trainer, reporting: Reporting) -> None:
+    """Wrap the trainer's tracker integration so an exception in it warns once and is dropped."""
+    from transformers import TrainerCallback
+    from transformers.integrations import get_reporting_integration_callbacks
+
+    if reporting.report_to == "none":
+        return
+    events = [n for n in dir(TrainerCallback) if n.startswith("on_")]
+    for cls in get_reporting_integration_callbacks([reporting.report_to]):
+        inner = trainer.pop_callback(cls)
+        if inner is None:
+            continue
+
+        def forward(name):
+            def call(self, *args, **kwargs):
+                if self.inner is None:
+                    return None
+                try:
+                    return getattr(self.inner, name)(*args, **kwargs)
+                except Exception as e:  # noqa: BLE001 - a tracker must never fail training
+                    self.inner = None
+                    if reporting.warn:
+                        reporting.warn(f"tracking: the trainer's {reporting.report_to} integration failed in {name}: "
+                                       f"{type(e).__name__}: {str(e)[:300]}; training goes on without it")
+                    return None
+            return call
+
+        guarded = type(f"Guarded{cls.__name__}", (TrainerCallback,), {n: forward(n) for n in events})()
+        guarded.inner = inner
+        trainer.add_callback(guarded)
+
+
 def build_trainer(base_path: str | Path, examples: list[dict], cfg: StudentConfig, work_dir: Path, *,
-                  seed: int = 0, callbacks: list | None = None, init_adapter: Path | None = None):
+                  seed: int = 0, callbacks: list | None = None, init_adapter: Path | None = None,
+                  reporting: Reporting | None = None):
     """An SFTTrainer ready to ``train()``: base model + fresh LoRA (or ``init_adapter``, trainable)."""
     from transformers import PrinterCallback, set_seed
     from trl import SFTTrainer
@@ -152,10 +222,12 @@ def build_trainer(base_path: str | Path, examples: list[dict], cfg: StudentConfi
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
     trainer = SFTTrainer(
-        model=model, args=sft_config(cfg, work_dir, seed=seed), train_dataset=examples_dataset(examples),
-        processing_class=tok, peft_config=None if init_adapter else lora_config(cfg), callbacks=callbacks or [],
+        model=model, args=sft_config(cfg, work_dir, seed=seed, reporting=reporting),
+        train_dataset=examples_dataset(examples), processing_class=tok,
+        peft_config=None if init_adapter else lora_config(cfg), callbacks=callbacks or [],
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to on_log, not to stdout
+    _guard_integrations(trainer, reporting or Reporting())
     return trainer
 
 
@@ -180,18 +252,21 @@ def _save_atomically(model, out_dir: Path, meta: dict) -> None:
 
 def train_adapter(base_path, examples: list[dict], cfg: StudentConfig, out_dir: Path, *, seed: int = 0,
                   on_log: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
-                  init_adapter: Path | None = None) -> TrainResult:
+                  init_adapter: Path | None = None, reporting: Reporting | None = None,
+                  stage: int = 0) -> TrainResult:
     """Train a LoRA adapter on ``examples`` and save it to ``out_dir``.
 
     ``on_log`` receives ``{step, max_steps, loss, epoch, learning_rate, grad_norm, tokens_seen,
     tokens_per_s}`` after every optimiser step. When ``should_stop()`` turns true, training ends after
     the current step and nothing is saved (``TrainResult.stopped``, ``adapter_dir=None``).
+    ``reporting`` sends the loss to a tracker too (the trainer's ``report_to``), as stage ``stage``.
     """
     out_dir = Path(out_dir)
     progress = _progress_callback(on_log, should_stop)
-    with tempfile.TemporaryDirectory(prefix="baldistill-train-") as work:
+    reporting = reporting or Reporting()
+    with tempfile.TemporaryDirectory(prefix="baldistill-train-") as work, _environ(reporting.stage_env(stage)):
         trainer = build_trainer(base_path, examples, cfg, Path(work), seed=seed, callbacks=[progress],
-                                init_adapter=init_adapter)
+                                init_adapter=init_adapter, reporting=reporting)
         t0 = time.perf_counter()
         progress.started = t0
         trainer.train()
@@ -206,18 +281,19 @@ def train_adapter(base_path, examples: list[dict], cfg: StudentConfig, out_dir: 
     return result
 
 
-def accelerate_command(cfg: StudentConfig, script: list[str]) -> list[str]:
+def accelerate_command(cfg: StudentConfig, script: list[str], *, always: bool = False) -> list[str]:
     """The command that runs ``script`` (``[path.py, args...]`` or ``["-m", module, args...]``).
 
-    With ``accelerate_num_processes > 1`` it is ``accelerate launch`` with one process per GPU
-    (data parallel); written for multi-GPU machines and untested on such hardware here.
+    With ``accelerate_num_processes > 1`` (or ``always``, e.g. the GPU smoke test's one-process
+    launch) it is ``accelerate launch`` with one process per GPU (data parallel); written for
+    GPU machines and untested on such hardware here.
     """
     n = cfg.accelerate_num_processes
-    if n <= 1:
+    if n <= 1 and not always:
         return [sys.executable, *script]
     return [
         sys.executable, "-m", "accelerate.commands.launch",
-        "--num_processes", str(n), "--num_machines", "1", "--multi_gpu",
+        "--num_processes", str(n), "--num_machines", "1", *(["--multi_gpu"] if n > 1 else []),
         "--mixed_precision", "bf16" if cfg.bf16 else "no", "--dynamo_backend", "no",
         *script,
     ]

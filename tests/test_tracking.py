@@ -257,3 +257,61 @@ def test_a_trainer_integration_that_raises_is_dropped_and_training_goes_on(tmp_p
     res = train_adapter(resolve_model("tiny-llama-test"), ex, cfg, tmp_path / "out", reporting=rep)
     assert res.steps == 1 and (tmp_path / "out" / "adapter_config.json").exists()
     assert len(warned) == 1 and "tensorboard integration failed" in warned[0]
+
+
+@pytest.mark.parametrize("backend", ["tensorboard", "mlflow", "trackio", "wandb"])
+def test_nonzero_per_domain_values_and_the_final_table_reach_each_tracker(backend, tmp_path, monkeypatch):
+    _skip_missing(backend)
+    import sys
+
+    from baldistill_core.workspace import open_workspace
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    ws, conn = open_workspace(tmp_path / "ws", bundled=False)
+    import_tiny(conn, tmp_path / "data")
+    uri = None
+    if backend == "trackio":  # trackio's folder is fixed once per process, at its first import
+        uri = str(sys.modules["trackio"].utils.TRACKIO_DIR) if "trackio" in sys.modules else str(tmp_path / "tio")
+    cfg = tiny_config(tracking=dict(backend=backend, project="bd-direct", uri=uri))
+    run_id = runs.create_run(conn, ws.runs_dir, cfg)
+    warned: list[str] = []
+    t = tracking.start(conn, run_id, cfg, ws.runs_dir / run_id, warn=warned.append)
+    items = [dict(id=str(i), domain=d, answer=str(i)) for i, d in enumerate(["alg", "alg", "geo", "geo", "num"])]
+    outs = ["The answer is: 0", "The answer is: 9", "The answer is: 2", "The answer is: 3", "no answer"]
+    report = score_predictions(items, outs, "math", sizes={"alg": 14, "geo": 6, "num": 2})
+    t.stage_eval(0, report, (["alg"], ["geo", "num"]))
+    t.final(1, report, (["alg"], ["geo", "num"]))
+    t.close(True)
+    assert warned == [] and runs.tracker(conn, run_id)["status"] == "finished"
+    want = {"eval/head/alg/accuracy": 0.5, "eval/tail/geo/accuracy": 1.0, "eval/tail/num/accuracy": 0.0,
+            "eval/overall/macro/accuracy": 0.5, "eval/overall/micro/accuracy": 0.6, "test/tail/geo/accuracy": 1.0}
+    rec = runs.tracker(conn, run_id)
+    store_dir = ws.root / "tracking" / backend
+    if backend == "tensorboard":
+        got, _ = read_tensorboard(store_dir / run_id)
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        acc = EventAccumulator(str(store_dir / run_id / "metrics"))
+        acc.Reload()
+        table = acc.Tensors("final_table/text_summary")[0].tensor_proto.string_val[0].decode()
+        assert "| alg | 0.5 |" in table and "| _macro | 0.5 |" in table
+    elif backend == "mlflow":
+        from mlflow.tracking import MlflowClient
+
+        got, _ = read_mlflow(store_dir.resolve().as_uri(), rec["tracker_run_id"])
+        path = MlflowClient(tracking_uri=store_dir.resolve().as_uri()).download_artifacts(
+            rec["tracker_run_id"], "final_table.json", str(tmp_path))
+        rows = json.loads(open(path).read())["rows"]
+        assert {r["domain"]: r["accuracy"] for r in rows}["geo"] == 1.0
+    elif backend == "trackio":
+        from trackio.sqlite_storage import SQLiteStorage
+
+        got = read_trackio("bd-direct", run_id)
+        assert any("final_table" in row for row in SQLiteStorage.get_logs("bd-direct", run_id))
+    else:
+        (run_file,) = store_dir.rglob(f"run-{rec['tracker_run_id']}.wandb")
+        got, raw = read_wandb_offline(run_file)
+        assert b"final_table" in raw
+    for name, value in want.items():
+        step = 2 if name.startswith("test/") else 1
+        assert got[name][step] == pytest.approx(value), name

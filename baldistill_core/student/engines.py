@@ -77,6 +77,15 @@ def mean_target_loss(prompt_logprobs: list, token_ids: list[int], start: int) ->
     return -sum(lps) / len(lps) if lps else float("nan")
 
 
+def vllm_engine_args(cfg: StudentConfig, base_path, *, seed: int = 0) -> dict:
+    """``vllm.LLM`` keyword arguments for the student (checked by ``bench/gpu_smoke.py --dry-run``)."""
+    return dict(model=str(base_path), tokenizer=str(base_path), enable_lora=True, max_loras=1,
+                max_lora_rank=vllm_lora_rank(cfg.lora_r), dtype="bfloat16" if cfg.bf16 else "float32",
+                gpu_memory_utilization=cfg.vllm_gpu_memory, seed=seed, enforce_eager=True,
+                # prompt log-probs (the IFD losses) are computed afresh, never read from a prefix cache
+                enable_prefix_caching=False, max_model_len=cfg.max_seq_len + cfg.max_new_tokens)
+
+
 class VLLMEngine:
     """vLLM: the base model once per process, the stage's adapter as a LoRA request."""
 
@@ -98,10 +107,7 @@ class VLLMEngine:
         if key not in self._llms:
             from vllm import LLM
 
-            self._llms[key] = LLM(model=self.base, tokenizer=self.base, enable_lora=True, max_loras=1,
-                                  max_lora_rank=vllm_lora_rank(cfg.lora_r), dtype="bfloat16" if cfg.bf16 else "auto",
-                                  gpu_memory_utilization=cfg.vllm_gpu_memory, seed=seed, enforce_eager=True,
-                                  max_model_len=cfg.max_seq_len + cfg.max_new_tokens)
+            self._llms[key] = LLM(**vllm_engine_args(cfg, self.base, seed=seed))
         self.llm = self._llms[key]
         self._lora_id = abs(hash(self.adapter)) % 10**9 + 1 if self.adapter else None
 
@@ -125,7 +131,8 @@ class VLLMEngine:
         return ids  # the same stop set as greedy.stop_token_ids
 
     def _greedy(self, prompts: list[str], max_new_tokens: int) -> tuple[list[list[int]], list[list[int]]]:
-        from vllm import SamplingParams, TokensPrompt
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
 
         encoded = [self.tokenizer(p)["input_ids"] for p in prompts]
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=self._stop_ids(),
@@ -141,7 +148,8 @@ class VLLMEngine:
         return [self.tokenizer.decode(y, skip_special_tokens=True) for y in new]
 
     def _losses(self, seqs: list[list[int]], starts: list[int]) -> list[float]:
-        from vllm import SamplingParams, TokensPrompt
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
 
         params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0, detokenize=False)
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in seqs], params,

@@ -85,6 +85,8 @@ def live_panel(run_id: str) -> None:
             st.error(str(e))
         else:
             st.rerun(scope="fragment")
+    if snap.tracker:
+        run_views.tracker_line(snap.tracker)
     if snap.run.get("error"):
         st.error(f"The run failed: {snap.run['error']}. The log below has the traceback; fix the cause and Resume.")
     if snap.state == "awaiting_review":

@@ -9,7 +9,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from baldistill_core.selection.methods import METHODS, label as method_label
-from baldistill_core.config import STUDENT_PRESETS, EvalConfig, IFDConfig, RunConfig, StudentConfig, TeacherConfig
+from baldistill_core.config import (STUDENT_PRESETS, EvalConfig, IFDConfig, RunConfig, StudentConfig, TeacherConfig,
+                                    TrackingConfig)
 from studio_ui import auth, bridge
 from studio_ui.charts import HEAD_COLOR, TAIL_COLOR
 
@@ -101,12 +102,52 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
                                 value=_default(ev_f, "final_per_domain"), key=f"{key}_final",
                                 help=ev_f["final_per_domain"].description)
         values["eval"] = dict(live_per_domain=int(live), final_per_domain=int(final))
+        engines = _options(STUDENT_F, "engine")
+        values["student"]["engine"] = st.selectbox(
+            "Generation engine (IFD + evaluation)", engines, index=engines.index(_default(STUDENT_F, "engine")),
+            key=f"{key}_engine", help=STUDENT_F["engine"].description)
+        values["tracking"] = tracking_fields(key)
     try:
         return RunConfig.model_validate(values), None
     except ValueError as e:
         msgs = [f"{'.'.join(map(str, er['loc']))}: {er['msg']}" if er.get("loc") else er["msg"]
                 for er in getattr(e, "errors", lambda: [])()] or [str(e)]
         return None, "This configuration is not valid — " + "; ".join(msgs)
+
+
+def tracking_fields(key: str) -> dict:
+    """The experiment-tracker widgets (RunConfig.tracking); only the backend when it is none."""
+    tf = TrackingConfig.model_fields
+    k1, k2, k3 = st.columns(3)
+    backends = _options(tf, "backend")
+    backend = k1.selectbox("Experiment tracker", backends, index=backends.index(_default(tf, "backend")),
+                           key=f"{key}_tracker", help=tf["backend"].description)
+    out: dict = dict(backend=backend)
+    if backend != "none":
+        out["project"] = k2.text_input("Tracker project", value=_default(tf, "project"), key=f"{key}_tproject",
+                                       help=tf["project"].description)
+        out["run_name"] = k3.text_input("Tracker run name", value="", key=f"{key}_trun",
+                                        help=tf["run_name"].description) or None
+        out["uri"] = st.text_input("Tracker location", value="", key=f"{key}_turi",
+                                   help=tf["uri"].description) or None
+        if backend == "wandb":
+            out["wandb_offline"] = st.checkbox("W&B offline", value=_default(tf, "wandb_offline"),
+                                               key=f"{key}_toffline", help=tf["wandb_offline"].description)
+    return out
+
+
+def tracker_line(rec: dict) -> None:
+    """The run's experiment tracker: backend, its run id, and the link or command that opens it."""
+    if rec["status"] == "failed":
+        st.warning(f"Experiment tracker {rec['backend']} is off for this run (the run itself goes on). Why:")
+        st.code(rec["message"] or "", language=None)
+        return
+    st.caption(f"Experiment tracker: **{rec['backend']}** ({rec['status']}) · tracker run id")
+    st.text(rec["tracker_run_id"] or "—")
+    if rec.get("url"):
+        if rec["url"].startswith(("http://", "https://")):
+            st.link_button(f"Open in {rec['backend']}", rec["url"])
+        st.code(rec["url"], language=None)
 
 
 def _is_path(model: str) -> bool:
@@ -120,7 +161,8 @@ def minimal_config(cfg: RunConfig) -> dict:
     out = cfg.model_dump(mode="json", exclude_defaults=True)
     out["dataset"] = cfg.dataset
     if "student" in out:
-        out["student"] = {k: v for k, v in out["student"].items() if k in ("model", "preset", "max_input_tokens")}
+        out["student"] = {k: v for k, v in out["student"].items()
+                          if k in ("model", "preset", "max_input_tokens", "engine")}
     return out
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import time
+from typing import get_args
 
+from baldistill_core.config import StudentConfig, TrackerBackend
 from baldistill_core.workspace import open_workspace
 
 
@@ -19,6 +21,12 @@ def register(sub, common) -> None:
     p.add_argument("--detach", action="store_true", help="start a background worker and return at once")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set budget=42 --set student.epochs=1")
+    p.add_argument("--tracker", choices=list(get_args(TrackerBackend)),
+                   help="report to this experiment tracker (= --set tracking.backend=...)")
+    p.add_argument("--tracker-project", help="tracker project / experiment name (= --set tracking.project=...)")
+    p.add_argument("--tracker-uri", help="MLflow tracking URI or the tracker's folder (= --set tracking.uri=...)")
+    p.add_argument("--engine", choices=list(get_args(StudentConfig.model_fields["engine"].annotation)),
+                   help="generation engine for IFD scoring and evaluation (= --set student.engine=...)")
     p.set_defaults(func=_run)
 
     rs = sub.add_parser("runs", help="list, inspect, cancel and resume runs")
@@ -100,7 +108,9 @@ def _run(args) -> int:
         return jobs.run_worker(ws, conn, args.run_id, echo=lambda m: print(m, flush=True))
     if not args.config:
         raise ValueError("give a run config YAML (e.g. assets/configs/math_lt-cpu-demo.yaml) or --run-id ID")
-    cfg = load_config(args.config, args.set)
+    shortcuts = [("tracking.backend", args.tracker), ("tracking.project", args.tracker_project),
+                 ("tracking.uri", args.tracker_uri), ("student.engine", args.engine)]
+    cfg = load_config(args.config, list(args.set) + [f"{k}={v}" for k, v in shortcuts if v])
     if args.detach:
         run_id, proc = jobs.submit(ws, conn, cfg)
         print(f"run {run_id} started in the background (pid {proc.pid}); follow it with "
@@ -136,7 +146,7 @@ def _show(args) -> int:
     _, conn = open_workspace(args.workspace)
     run = runs.get_run(conn, args.run_id)
     info = dict(run=run, progress=runs.progress(conn, args.run_id), stages=runs.stage_rows(conn, args.run_id),
-                spend=runs.spend(conn, args.run_id))
+                spend=runs.spend(conn, args.run_id), tracker=runs.tracker(conn, args.run_id))
     if args.json:
         info["metrics"] = runs.metrics(conn, args.run_id)
         print(json.dumps(info, default=str))
@@ -146,6 +156,10 @@ def _show(args) -> int:
           + (f"  error: {run['error']}" if run["error"] else ""))
     eta = f", ETA {pr['eta_s']:.0f}s" if pr["eta_s"] is not None else ""
     print(f"stages done {pr['stages_done']}/{pr['stages']}, now: {pr['step'] or '-'}{eta}")
+    tr = runs.tracker(conn, args.run_id)
+    if tr:
+        print(f"tracker {tr['backend']} ({tr['status']}): run {tr['tracker_run_id'] or '-'}"
+              + (f", open with: {tr['url']}" if tr["url"] else "") + (f" — {tr['message']}" if tr["message"] else ""))
     sp = info["spend"]
     print(f"budget {sp['budget']} examples; selected {sp['selected']}; teacher calls {sp['calls']} "
           f"({sp['paid_calls']} paid, {sp['cached_calls']} cached), ${sp['cost_usd']:.4f}")

@@ -41,6 +41,7 @@ class RunSnapshot:
     metric: str                      # the dataset's primary metric
     head: list[str] = field(default_factory=list)
     tail: list[str] = field(default_factory=list)
+    tracker: dict | None = None      # the experiment-tracker record (runs.records.tracker), if any
 
     @property
     def state(self) -> str:
@@ -72,7 +73,7 @@ def snapshot(conn: sqlite3.Connection, run_id: str, *, log_lines: int = 40) -> R
         loss=[r for r in rows if r["split"] == "train" and r["metric"] == "loss"],
         test=[r for r in rows if r["split"] == "test" and r["metric"] == metric],
         spend=runs.spend(conn, run_id), logs=runs.log_tail(conn, run_id, log_lines), metric=metric,
-        head=head, tail=tail,
+        head=head, tail=tail, tracker=runs.tracker(conn, run_id),
     )
 
 

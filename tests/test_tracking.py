@@ -315,3 +315,32 @@ def test_nonzero_per_domain_values_and_the_final_table_reach_each_tracker(backen
     for name, value in want.items():
         step = 2 if name.startswith("test/") else 1
         assert got[name][step] == pytest.approx(value), name
+
+
+def test_a_resumed_run_reports_to_the_same_tracker_run(tmp_path, monkeypatch):
+    """A run that waits for review (worker exits) and is resumed keeps one MLflow run with every stage."""
+    _skip_missing("mlflow")
+    from baldistill_core import store
+    from baldistill_core.synthetic import review
+    from baldistill_core.workspace import open_workspace
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    ws, conn = open_workspace(tmp_path / "ws", bundled=False)
+    import_tiny(conn, tmp_path / "data")
+    run_id = runs.create_run(conn, ws.runs_dir, tiny_config(auto_approve=False, tracking=dict(backend="mlflow")))
+    jobs.run_worker(ws, conn, run_id)
+    first = runs.tracker(conn, run_id)
+    assert runs.get_run(conn, run_id)["status"] == "awaiting_review" and first["status"] == "paused"
+    for r in store.rows(conn, "SELECT id FROM synthetic WHERE run_id = ? AND status = 'pending'", (run_id,)):
+        review.approve(conn, r["id"], reviewer="tester")
+    assert jobs.run_worker(ws, conn, run_id) == 0
+    again = runs.tracker(conn, run_id)
+    assert again["tracker_run_id"] == first["tracker_run_id"] and again["status"] == "finished"
+    uri = (ws.root / "tracking" / "mlflow").resolve().as_uri()
+    got, run = read_mlflow(uri, again["tracker_run_id"])
+    assert run.info.status == "FINISHED"
+    assert sorted(got["eval/overall/macro/accuracy"]) == [0, 1, 2, 3]  # base student + 3 stages, one run
+    from mlflow.tracking import MlflowClient
+
+    assert len(MlflowClient(tracking_uri=uri).search_runs([run.info.experiment_id])) == 1
+    conn.close()

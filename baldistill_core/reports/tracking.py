@@ -103,7 +103,8 @@ class _Backend:
         # WANDB_DIR), else one store per workspace (<workspace>/tracking/<backend>) so runs sit together.
         own = os.environ.get(self.env_var) if self.env_var else None
         local = self.t.uri if self.t.uri and "://" not in self.t.uri else own if own and "://" not in own else None
-        self.dir = Path(local) if local else folder.parent.parent / "tracking" / self.name
+        workspace = folder.parent.parent  # <workspace>/runs/<id>; a relative folder is read from the workspace
+        self.dir = workspace / Path(local).expanduser() if local else workspace / "tracking" / self.name
         self.resume_id = resume_id
 
     def start(self, params: dict[str, str]) -> tuple[str, str]:

@@ -183,3 +183,10 @@ def test_the_pipeline_holds_no_sql(module):
     src = (ROOT / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8")
     for word in ("SELECT ", "UPDATE ", "INSERT ", "DELETE FROM"):
         assert word not in src, f"{module} contains SQL ({word.strip()}): move it to the table's owner module"
+
+
+def test_pages_take_the_database_from_the_bridge():
+    for path in (ROOT / "pages").glob("*.py"):
+        src = path.read_text(encoding="utf-8")
+        for word in ("sqlite3", "open_workspace(", "store.connect("):
+            assert word not in src, f"{path.name} uses {word}: take the connection from studio_ui.bridge.conn()"

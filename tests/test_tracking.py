@@ -223,8 +223,10 @@ def test_a_failing_tracker_warns_and_the_run_finishes(how, tmp_path, monkeypatch
     import_tiny(conn, tmp_path / "data")
     if how == "unreachable":
         _skip_missing("mlflow")
-        track = dict(backend="mlflow", uri=f"http://127.0.0.1:{_closed_port()}")
+        # The team's server from the environment, credentials in its URL: down, and never echoed.
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://bob:{SECRET}@127.0.0.1:{_closed_port()}")
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        track = dict(backend="mlflow")
     else:
         monkeypatch.setitem(__import__("sys").modules, "wandb", None)  # how Python marks a module absent
         track = dict(backend="wandb")
@@ -237,6 +239,9 @@ def test_a_failing_tracker_warns_and_the_run_finishes(how, tmp_path, monkeypatch
     assert len([w for w in warnings if w.startswith("tracking:")]) == 1, warnings  # one warning, then silence
     if how == "not installed":
         assert "pip install wandb==" in rec["message"]
+    else:
+        assert "127.0.0.1" in rec["message"] or "Connection" in rec["message"], rec["message"]
+        assert not any(SECRET in l["message"] for l in runs.log_tail(conn, run_id, 200)) and SECRET not in rec["message"]
     assert runs.metrics(conn, run_id, "test")  # our own records are complete
     conn.close()
 

@@ -34,6 +34,7 @@ from baldistill_core.student.training import Reporting
 INSTALL = {"trackio": "trackio==0.43.0", "mlflow": "mlflow-skinny==3.17.2", "tensorboard": "tensorboard==2.21.0",
            "wandb": "wandb==0.31.0"}
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_\-./ ]")
+_CREDENTIALS = re.compile(r"//[^/@\s]+@")
 
 
 def metric_key(*parts: str) -> str:
@@ -148,7 +149,8 @@ class _MLflow(_Backend):
             from mlflow.entities import Param
 
             self.client.log_batch(self.id, params=[Param(k, v[:6000]) for k, v in params.items()])
-        link = (f"{self.uri.rstrip('/')}/#/experiments/{self.client.get_run(self.id).info.experiment_id}/runs/{self.id}"
+        exp_id = self.client.get_run(self.id).info.experiment_id
+        link = (f"{redact_url(self.uri).rstrip('/')}/#/experiments/{exp_id}/runs/{self.id}"
                 if self.uri.startswith("http") else f"mlflow ui --backend-store-uri {self.uri}")
         return self.id, link
 
@@ -314,8 +316,8 @@ class RunTracker:
             name = self.backend.name
             self.backend = None
             hint = f" (pip install {INSTALL[name]})" if isinstance(e, ImportError) else ""
-            msg = f"tracking: {name} failed to {what}: {type(e).__name__}: {str(e)[:300]}{hint}; the run goes on " \
-                  f"without it"
+            said = _CREDENTIALS.sub("//", str(e))[:300]  # a URL from the environment may carry user:password@
+            msg = f"tracking: {name} failed to {what}: {type(e).__name__}: {said}{hint}; the run goes on without it"
             try:
                 runs.set_tracker(self.conn, self.run_id, name, status="failed", message=msg)
             finally:

@@ -155,6 +155,9 @@ def test_a_tracked_run_reports_our_per_domain_values_to_the_tracker(tracked_run)
         got, train = read_tensorboard(store_dir / run_id)
         assert rec["url"] == f"tensorboard --logdir {store_dir}"
         assert sorted(train) == ["train-stage0", "train-stage1", "train-stage2"] and all(train.values())
+        for s in range(3):  # the trainer's own loss (report_to) equals the loss curve on our Training page
+            ours_loss = [m["value"] for m in runs.metrics(conn, run_id, "train") if m["stage"] == s]
+            assert train[f"train-stage{s}"] == pytest.approx(ours_loss, rel=1e-5)
     elif backend == "mlflow":
         got, run = read_mlflow(store_dir.resolve().as_uri(), rec["tracker_run_id"])
         assert run.info.run_name == run_id and run.data.params["method"] == "baldistill_a"
@@ -349,3 +352,28 @@ def test_a_resumed_run_reports_to_the_same_tracker_run(tmp_path, monkeypatch):
 
     assert len(MlflowClient(tracking_uri=uri).search_runs([run.info.experiment_id])) == 1
     conn.close()
+
+
+def test_an_accelerate_launch_child_reports_its_loss_through_report_to(tmp_path):
+    """`accelerate launch` with one process (the GPU smoke test's launch, here on the CPU) trains a stage,
+    and the child's trainer writes its loss where the parent's tracker told it to."""
+    _skip_missing("tensorboard")
+    from baldistill_core.config import StudentConfig
+    from baldistill_core.student.launch import launch
+    from baldistill_core.student.model import resolve_model
+    from baldistill_core.student.training import Reporting
+
+    cfg = StudentConfig(model="tiny-llama-test", preset="test-tiny", batch_size=2)
+    ex = [{"prompt": f"Add {i} and 1.\n", "completion": f"The answer is: {i + 1}"} for i in range(4)]
+    rep = Reporting(report_to="tensorboard", project="p", run_name="r",
+                    env={"TENSORBOARD_LOGGING_DIR": str(tmp_path / "tb" / "train-stage{stage}")})
+    res = launch(cfg, resolve_model("tiny-llama-test"), ex, tmp_path / "s" / "adapter", seed=0, reporting=rep,
+                 stage=3, always=True)
+    assert res.steps == 2 and (tmp_path / "s" / "adapter" / "adapter_config.json").exists()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert [p.name for p in (tmp_path / "tb").iterdir()] == ["train-stage3"]
+    acc = EventAccumulator(str(tmp_path / "tb" / "train-stage3"))
+    acc.Reload()
+    losses = [e.value for e in acc.Scalars("train/loss")]
+    assert len(losses) == 2 and losses[-1] == pytest.approx(res.final_loss, rel=1e-5)

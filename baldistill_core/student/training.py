@@ -94,6 +94,11 @@ def sft_config(cfg: StudentConfig, output_dir: Path, *, seed: int = 0, reporting
     quantized = student.resolve_quantization(cfg.quantization) == "4bit"
     rep = reporting or Reporting()
     named = {k: v for k, v in (("project", rep.project), ("run_name", rep.run_name)) if v}
+    # transformers 5.2x renamed gradient_checkpointing to activation_checkpointing; the GPU extra's
+    # vLLM pins transformers 5.19, which has only the old name.
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in SFTConfig.__dataclass_fields__ \
+        else "gradient_checkpointing"
+    named[ckpt] = quantized  # recomputing activations saves GPU memory for QLoRA, only costs time on a CPU
     return SFTConfig(
         **named,
         output_dir=str(output_dir),
@@ -109,8 +114,6 @@ def sft_config(cfg: StudentConfig, output_dir: Path, *, seed: int = 0, reporting
         packing=False,                             # bfd packing needs flash-attention's padding-free kernels
         bf16=cfg.bf16,
         fp16=False,
-        # Recomputing activations saves GPU memory for QLoRA but only costs time on a small CPU model.
-        activation_checkpointing=quantized,
         use_cpu=not torch.cuda.is_available(),
         report_to=rep.report_to,
         logging_steps=1,

@@ -265,37 +265,8 @@ def dumps(obj: Any) -> str:
 # ---------------------------------------------------------------- datasets and examples
 
 
-def save_dataset(
-    conn: sqlite3.Connection,
-    *,
-    spec_json: str,
-    name: str,
-    content_hash: str,
-    train: list[dict],
-    test: list[dict],
-    label_set: list[str] | None,
-    readme: str | None,
-    bundled: bool,
-) -> None:
-    """Replace a dataset and its examples atomically (a failed import leaves the old one intact)."""
-    with transaction(conn):
-        conn.execute("DELETE FROM examples WHERE dataset = ?", (name,))
-        conn.execute("DELETE FROM datasets WHERE name = ?", (name,))
-        conn.execute(
-            "INSERT INTO datasets(name, spec, content_hash, n_train, n_test, label_set, readme, bundled, created_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?)",
-            (name, spec_json, content_hash, len(train), len(test),
-             dumps(label_set) if label_set is not None else None, readme, int(bundled), now()),
-        )
-        for split, items in (("train", train), ("test", test)):
-            conn.executemany(
-                "INSERT INTO examples(dataset, id, split, row, domain, input, answer, reference)"
-                " VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (name, e["id"], split, e["row"], e["domain"], e["input"], e["answer"], e.get("reference"))
-                    for e in items
-                ],
-            )
+# Dataset and example rows are written by ``baldistill_core.data.importing`` (streaming, chunked, one
+# transaction) and ``set_domains`` below.
 
 
 def list_datasets(conn: sqlite3.Connection) -> list[dict]:

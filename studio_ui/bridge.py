@@ -130,7 +130,7 @@ def examples(name: str, domain: str | None, limit: int, offset: int = 0, split: 
     return store.examples(conn(), name, split, domain=domain, limit=limit, offset=offset)
 
 
-def import_upload(spec, uploads: dict[str, bytes]) -> data.LoadedDataset:
+def import_upload(spec, uploads: dict[str, bytes]):
     loaded = data.import_dataset(conn(), spec, uploads=uploads)
     st.cache_data.clear()
     return loaded

@@ -69,6 +69,19 @@ def domain_table(s: DomainStats, plans: list[StagePlan] | None) -> list[dict]:
     return rows
 
 
+def _upload_columns(up) -> list[str]:
+    """The upload's column names from its first row, parsed once per uploaded file (not on every rerun)."""
+    from baldistill_core.data.reading import check_upload_size, first_row
+
+    memo = st.session_state.get("_upload_columns")
+    if memo and memo[0] == up.file_id:
+        return memo[1]
+    check_upload_size(up.name, up.size)
+    cols = [c for c in first_row(up.name, data=up.getvalue()) if c != "__line__"]
+    st.session_state["_upload_columns"] = (up.file_id, cols)
+    return cols
+
+
 def upload_form(bridge) -> None:
     """Upload a JSONL/CSV/Parquet file, map its columns, validate, import. Nothing changes on error."""
     from studio_ui import auth
@@ -77,19 +90,19 @@ def upload_form(bridge) -> None:
         return
     fields = DatasetSpec.model_fields
     up = st.file_uploader("Training file", type=["jsonl", "json", "csv", "tsv", "parquet"], key="upload_train",
-                          help=f"At most {st.get_option('server.maxUploadSize')} MB.")
+                          help=f"At most {st.get_option('server.maxUploadSize')} MB in the browser. A larger file "
+                               "imports from disk with no size limit: `baldistill data import NAME PATH` "
+                               "(streamed in chunks; `--append` adds a further part).")
     test_up = st.file_uploader("Test file (optional)", type=["jsonl", "json", "csv", "tsv", "parquet"], key="upload_test")
     if up is None:
-        st.caption("Each row needs an input, a gold answer and (optionally) a domain column.")
+        st.caption("Each row needs an input, a gold answer and (optionally) a domain column. Files over the browser "
+                   "limit import from disk, streamed, with `baldistill data import NAME PATH`.")
         return
-    from baldistill_core.data.loading import read_table
-
     try:
-        preview = read_table(up.name, data=up.getvalue())
+        columns = _upload_columns(up)
     except DataError as e:
         st.error(str(e))
         return
-    columns = [c for c in preview[0] if c != "__line__"]
 
     def pick(label, key, guess, optional=False):
         opts = (["(none)"] if optional else []) + columns
@@ -124,7 +137,7 @@ def upload_form(bridge) -> None:
         except (DataError, ValueError) as e:
             st.error(f"Not imported — {e}")
             return
-        st.success(f"Imported {name}: {len(loaded.train):,} training and {len(loaded.test):,} test examples.")
+        st.success(f"Imported {name}: {loaded.n_train:,} training and {loaded.n_test:,} test examples.")
         for w in loaded.warnings:
             st.warning(w)
         st.session_state["dataset"] = name

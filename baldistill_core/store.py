@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS examples (
     PRIMARY KEY (dataset, id)
 );
 CREATE INDEX IF NOT EXISTS examples_domain ON examples(dataset, split, domain);
+-- Covering index of the selection pool: ids per domain in file order without reading any text.
+CREATE INDEX IF NOT EXISTS examples_pool ON examples(dataset, split, row, domain, id);
 
 -- Teacher: one cache for every call, keyed by backend + model + prompt + parameters.
 CREATE TABLE IF NOT EXISTS teacher_cache (
@@ -313,6 +315,28 @@ def examples(
         sql += " LIMIT ? OFFSET ?"
         params.extend([limit, offset])
     return rows(conn, sql, params)
+
+
+def pool_rows(conn: sqlite3.Connection, dataset: str, split: str = "train") -> list[dict]:
+    """``{id, row, domain}`` of every example in file order: the selection pool, read from the covering
+    index ``examples_pool`` (no input or answer text is loaded)."""
+    cur = conn.execute("SELECT id, row, domain FROM examples INDEXED BY examples_pool WHERE dataset = ? AND split = ?"
+                       " ORDER BY row", (dataset, split))
+    cur.row_factory = None
+    return [{"id": i, "row": r, "domain": d} for i, r, d in cur]
+
+
+def inputs_by_id(conn: sqlite3.Connection, dataset: str, ids: Iterable[str], *, chunk: int = 900) -> dict[str, str]:
+    """``{id: input}`` for the given example ids only (the picks a page shows, the candidates IFD scores)."""
+    ids = list(dict.fromkeys(ids))
+    out: dict[str, str] = {}
+    for i in range(0, len(ids), chunk):
+        part = ids[i:i + chunk]
+        cur = conn.execute(f"SELECT id, input FROM examples WHERE dataset = ? AND id IN ({','.join('?' * len(part))})",
+                           [dataset, *part])
+        cur.row_factory = None
+        out.update(cur.fetchall())
+    return out
 
 
 def domain_counts(conn: sqlite3.Connection, dataset: str, split: str = "train") -> dict[str, int]:

@@ -39,6 +39,7 @@ class RunContext:
     sizes: dict[str, int]
     view: StudentView
     _teacher: object = field(default=None, repr=False)
+    _pool: dict | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, conn, cfg: RunConfig, *, tokenizer=None, teacher=None) -> "RunContext":
@@ -66,5 +67,8 @@ class RunContext:
         return self._teacher
 
     def pool(self) -> dict[str, list[dict]]:
-        """Real training candidates per domain (restricted to recorded inputs for a recorded teacher)."""
-        return selection.candidate_pool(self.conn, self.cfg.dataset, self.recorded_filter())
+        """Real training candidates per domain, ``{id, row, domain}`` without text (restricted to recorded
+        inputs for a recorded teacher). Read once per context: the preview replays earlier stages on it."""
+        if self._pool is None:
+            self._pool = selection.candidate_pool(self.conn, self.cfg.dataset, self.recorded_filter())
+        return self._pool

@@ -55,6 +55,8 @@ def candidate_pool(conn, dataset: str, keep: Callable[[dict], bool] | None = Non
 
 
 def remaining(pool: dict[str, list[dict]], taken: set[str]) -> dict[str, list[dict]]:
+    if not taken:
+        return {d: list(items) for d, items in pool.items()}
     return {d: [e for e in items if e["id"] not in taken] for d, items in pool.items()}
 
 

@@ -159,3 +159,16 @@ def test_cli_append(tmp_path):
     assert r.returncode == 0 and "imported mine: 50 train" in r.stdout and "(+20 train" in r.stdout, r.stderr
     r = cli("mine", str(_write(tmp_path / "c.jsonl", 2, start=49)), "--task-type", "qa", "--append")
     assert r.returncode == 2 and "id 'e49' repeats row 50 of an earlier part" in r.stderr
+
+
+@pytest.mark.slow
+def test_a_million_row_import_failing_at_row_900000_keeps_the_old_version(empty_ws, tmp_path):
+    """The issue's case at full size (about 30 s): 900,000 rows are written, in 450 chunks, before the bad one."""
+    _, conn = empty_ws
+    import_dataset(conn, _spec(_write(tmp_path / "v1.jsonl", 1000, text_words=2)))
+    before = _snapshot(conn, "big")
+    bad = _write(tmp_path / "v2.jsonl", 1_000_000, bad_at=899_999, text_words=2)
+    with pytest.raises(DataError, match=r"v2.jsonl: line 900000: not valid JSON"):
+        import_dataset(conn, _spec(bad))
+    assert _snapshot(conn, "big") == before
+    assert store.examples(conn, "big", ids=["e899998"]) == []

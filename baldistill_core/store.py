@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS examples (
     reference TEXT,
     PRIMARY KEY (dataset, id)
 );
-CREATE INDEX IF NOT EXISTS examples_domain ON examples(dataset, split, domain);
+-- Per domain in file order: counts per domain and the example browser's pages (LIMIT/OFFSET) without a sort.
+DROP INDEX IF EXISTS examples_domain;
+CREATE INDEX IF NOT EXISTS examples_domain_row ON examples(dataset, split, domain, row);
 -- Covering index of the selection pool: ids per domain in file order without reading any text.
 CREATE INDEX IF NOT EXISTS examples_pool ON examples(dataset, split, row, domain, id);
 

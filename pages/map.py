@@ -68,13 +68,25 @@ st.caption(f"{embedder} embeddings · UMAP (cosine, {fields['umap_neighbors'].de
            f"loaded from the {md.source}. Lasso or box-select points to inspect them.")
 
 max_points = fields["max_points"].default
-if len(md) > max_points:
+zoom_key = f"map_zoom_{dataset}_{h}_{embedder}"
+box = st.session_state.get(zoom_key)
+if box is not None:
+    st.caption("Showing the selected region at full detail.")
+    if st.button("Back to the whole map", icon=":material/zoom_out:"):
+        st.session_state.pop(zoom_key, None)
+        st.rerun()
+elif len(md) > max_points:
     st.caption(f"Showing a stratified sample of {max_points:,} of {len(md):,} points: every point of the smaller "
-               "(tail) domains, a seeded sample of the largest. Counts in the legend are of the drawn points.")
-event = st.plotly_chart(map_view.cached_figure(dataset, h, embedder, color_by, max_points),
-                        key=f"map_{dataset}_{embedder}_{color_by}",
+               "(tail) domains, a seeded sample of the largest. Counts in the legend are of the drawn points. "
+               "Select a region and zoom in to see all of its points.")
+event = st.plotly_chart(map_view.cached_figure(dataset, h, embedder, color_by, max_points, box),
+                        key=f"map_{dataset}_{embedder}_{color_by}_{box}",
                         on_select="rerun", selection_mode=("lasso", "box"), width="stretch")
 picked = map_view.selected_indices(event)
+if picked and box is None and len(md) > max_points:
+    if st.button("Show this region at full detail", icon=":material/zoom_in:"):
+        st.session_state[zoom_key] = map_view.selection_box(md, picked)
+        st.rerun()
 
 if picked:
     st.subheader(f"{len(picked):,} selected")

@@ -75,10 +75,18 @@ def group_labels(md: embed.MapData, color_by: str) -> list[str]:
 
 
 @st.cache_resource(show_spinner="Drawing the map…", max_entries=4)
-def cached_figure(dataset: str, content_hash: str, embedder: str, color_by: str, max_points: int) -> go.Figure:
-    """The figure, built once per map content + colouring (a rerun reuses it)."""
+def cached_figure(dataset: str, content_hash: str, embedder: str, color_by: str, max_points: int,
+                  box: tuple[float, float, float, float] | None = None) -> go.Figure:
+    """The figure, built once per map content + colouring (+ zoomed region): a rerun reuses it."""
     md = load_map(dataset, content_hash, embedder)
-    return build_figure(md, color_by, shown=md.display_sample(max_points))
+    shown = md.display_sample(max_points) if box is None else md.region(box, max_points)
+    return build_figure(md, color_by, shown=shown)
+
+
+def selection_box(md: embed.MapData, idx: list[int]) -> tuple[float, float, float, float]:
+    """The bounding box of the selected points (the region a zoom shows at full detail)."""
+    x, y = np.asarray(md.x)[idx], np.asarray(md.y)[idx]
+    return float(x.min()), float(x.max()), float(y.min()), float(y.max())
 
 
 def build_figure(md: embed.MapData, color_by: str = "domain", height: int = 640,

@@ -117,3 +117,15 @@ def test_umap_fitted_on_a_sample_places_the_rest_with_transform():
 
     purity = KNeighborsClassifier(5).fit(xy, truth).score(xy, truth)
     assert purity > 0.95
+
+
+def test_a_region_of_a_sampled_map_shows_all_its_points():
+    md = _md({f"d{r}": max(3, int(20_000 / r ** 1.1)) for r in range(1, 51)})
+    box = (-0.5, 0.5, -0.5, 0.5)
+    inside = np.flatnonzero((md.x >= -0.5) & (md.x <= 0.5) & (md.y >= -0.5) & (md.y <= 0.5))
+    assert 5000 < len(inside) < 20_000
+    assert np.array_equal(md.region(box, 20_000), inside)              # full detail inside the box
+    assert len(md.display_sample(5000)) <= 5000                          # while the whole map is sampled
+    capped = md.region(box, 3000)                                       # a region larger than the cap
+    assert len(capped) <= 3000 and set(capped.tolist()) <= set(inside.tolist())
+    assert {md.domains[i] for i in capped} == {md.domains[i] for i in inside}

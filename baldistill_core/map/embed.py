@@ -279,15 +279,16 @@ class MapData:
         got = store.inputs_by_id(conn, self.dataset, ids)
         return [clusters_mod.hover_text(got.get(x, ""), chars) for x in ids]
 
-    def display_sample(self, max_points: int, seed: int = 0) -> np.ndarray:
-        """Indices of the points to draw: all of them up to ``max_points``; above it a stratified sample
-        that keeps every point of domains under a common cap and samples the larger ones down to it
-        (water-filling from the smallest domain), so every domain and every tail point stays on the map."""
-        n = len(self.ids)
-        if n <= max_points:
-            return np.arange(n)
-        doms = np.asarray(self.domains, dtype=object)
-        groups = sorted(((np.flatnonzero(doms == d)) for d in set(self.domains)), key=len)
+    def display_sample(self, max_points: int, seed: int = 0, among: np.ndarray | None = None) -> np.ndarray:
+        """Indices of the points to draw (of ``among``, default all): all of them up to ``max_points``;
+        above it a stratified sample that keeps every point of domains under a common cap and samples the
+        larger ones down to it (water-filling from the smallest domain), so every domain and every tail
+        point stays on the map."""
+        among = np.arange(len(self.ids)) if among is None else np.asarray(among)
+        if len(among) <= max_points:
+            return among
+        doms = np.asarray(self.domains, dtype=object)[among]
+        groups = sorted((among[doms == d] for d in set(doms.tolist())), key=len)
         rng = np.random.default_rng(seed)
         left, out = max_points, []
         for k, idx in enumerate(groups):
@@ -296,6 +297,13 @@ class MapData:
             out.append(take)
             left -= len(take)
         return np.sort(np.concatenate(out))
+
+    def region(self, box: tuple[float, float, float, float], max_points: int, seed: int = 0) -> np.ndarray:
+        """The points inside ``box`` = (x0, x1, y0, y1) at full detail (sampled as above only if the
+        region alone holds more than ``max_points``): the zoom of a sampled map."""
+        x0, x1, y0, y1 = box
+        inside = np.flatnonzero((self.x >= x0) & (self.x <= x1) & (self.y >= y0) & (self.y <= y1))
+        return self.display_sample(max_points, seed, among=inside)
 
 
 def _dataset_or_error(conn, dataset: str) -> dict:

@@ -92,3 +92,17 @@ def test_the_preview_reads_the_text_of_shown_rows_only(ws):
     assert pv.head_picks and all(p["input"] for p in pv.head_picks)
     texts = store.inputs_by_id(conn, "r52", [p["id"] for p in pv.head_picks])
     assert all(texts[p["id"]].split()[0] in p["input"] for p in pv.head_picks)
+
+
+def test_a_pool_read_before_gives_the_same_preview_without_reading_it_again(ws):
+    _, conn = ws
+    cfg = _cfg()
+    pool = RunContext.build(conn, cfg).pool()
+    fresh = preview.preview_stage(conn, cfg, 2)
+    seen = _traced(conn)
+    reused = preview.preview_stage(conn, cfg, 2, pool=pool)
+    conn.set_trace_callback(None)
+    assert not [q for q in seen if "examples_pool" in q]          # the page's cached pool is not re-read
+    assert [(p.example_id, p.kind) for p in reused.picks] == [(p.example_id, p.kind) for p in fresh.picks]
+    assert reused.head_picks == fresh.head_picks
+    assert RunContext.build(conn, cfg).pool() == pool               # and it was not changed by the preview

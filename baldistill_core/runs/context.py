@@ -42,7 +42,8 @@ class RunContext:
     _pool: dict | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, conn, cfg: RunConfig, *, tokenizer=None, teacher=None) -> "RunContext":
+    def build(cls, conn, cfg: RunConfig, *, tokenizer=None, teacher=None, pool: dict | None = None) -> "RunContext":
+        """``pool``: a candidate pool already read for this dataset content and teacher (a page's cache)."""
         spec = data.dataset_spec(conn, cfg.dataset)
         labels = store.get_dataset(conn, cfg.dataset)["label_set"]
         load = (lambda: tokenizer) if tokenizer is not None else tokenizer_loader(cfg.student.model)
@@ -50,7 +51,7 @@ class RunContext:
                                        load_tokenizer=load)
         m = method_of(cfg)
         return cls(conn, cfg, spec, labels, m, m.stages(cfg.stages), selection.domain_sizes(conn, cfg.dataset),
-                   view, teacher)
+                   view, teacher, pool)
 
     def recorded_filter(self):
         """A recorded teacher has rationales for part of the inputs only: the pool is those (else None)."""

@@ -51,14 +51,15 @@ def _snippet(text: str, n: int = 90) -> str:
 
 
 def preview_stage(conn, cfg: RunConfig, stage: int, *, run_id: str | None = None, scorer=None,
-                  teacher=None, tokenizer=None) -> StagePreview:
+                  teacher=None, tokenizer=None, pool: dict | None = None) -> StagePreview:
     """The plan of ``stage`` for ``cfg``: quotas, head picks (+ IFD scores and runners-up), tail gaps.
 
     ``scorer`` ([{key, prompt}] -> {key: score}) is the previous stage's student (see
     ``runs.scoring.ifd_scorer``); ``teacher`` restricts the pool for a recorded teacher (built here
-    if not given); ``tokenizer`` is the student's (loaded when the input clip needs it).
+    if not given); ``tokenizer`` is the student's (loaded when the input clip needs it); ``pool`` is a
+    candidate pool the caller read before (``RunContext.pool()``) for the same dataset content and teacher.
     """
-    ctx = RunContext.build(conn, cfg, tokenizer=tokenizer, teacher=teacher)
+    ctx = RunContext.build(conn, cfg, tokenizer=tokenizer, teacher=teacher, pool=pool)
     m, k = ctx.method, ctx.k
     pv = StagePreview(stage, k, m.name, None)
     if k == 0:

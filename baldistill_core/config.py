@@ -193,7 +193,20 @@ class MapConfig(_Strict):
     umap_min_dist: float = Field(0.1, ge=0, le=1, description="UMAP min_dist (how tightly points pack).")
     random_state: int = Field(42, description="Seed of the UMAP layout (fixed so the map is reproducible).")
     min_cluster_size: int | None = Field(
-        None, ge=2, description="HDBSCAN min_cluster_size; empty = about 1% of the points (at least 10)."
+        None, ge=2, description="HDBSCAN min_cluster_size; empty = about 1% of the points, at least 10 and at most "
+                                "200 (so a large pool's tail topics are not merged into one cluster)."
+    )
+    cluster_sample: int = Field(
+        30_000, ge=100, description="Above this many points HDBSCAN runs on a seeded sample of this size and every "
+                                    "other point takes the cluster of its nearest sampled point (KD-tree)."
+    )
+    umap_fit_sample: int = Field(
+        50_000, ge=100, description="Above this many points UMAP is fitted on a seeded sample of this size and "
+                                    "the other points are placed with its transform."
+    )
+    max_points: int = Field(
+        200_000, ge=1000, description="Points the Map page draws at most: above it, a stratified sample that keeps "
+                                      "every point of small (tail) domains and samples the large ones."
     )
     keywords_per_cluster: int = Field(3, ge=1, le=10, description="Top TF-IDF terms used to name a cluster.")
     hover_chars: int = Field(200, ge=20, description="Characters of each text shown on hover.")

@@ -1,7 +1,7 @@
 """The teacher: rationales and tail synthesis through one cache, one ledger and one budget.
 
 ``build_teacher(cfg, conn, spec=..., labels=..., run_id=..., budget_examples=...)`` picks a backend
-by name from ``teacher_backends.BACKENDS`` (openai / recorded / local) and wraps it in a
+by name from ``teacher.backends.BACKENDS`` (openai / recorded / local) and wraps it in a
 ``Teacher``. Every call of every backend goes the same way:
 
 1. the request (messages + parameters) is hashed into a cache key (``ledger.cache_key``);

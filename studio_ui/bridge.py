@@ -130,8 +130,8 @@ def examples(name: str, domain: str | None, limit: int, offset: int = 0, split: 
     return store.examples(conn(), name, split, domain=domain, limit=limit, offset=offset)
 
 
-def import_upload(spec, uploads: dict[str, bytes]) -> data.LoadedDataset:
-    loaded = data.import_dataset(conn(), spec, uploads=uploads)
+def import_upload(spec, uploads: dict[str, bytes], *, replace: bool = False) -> data.LoadedDataset:
+    loaded = data.import_dataset(conn(), spec, uploads=uploads, replace=replace)
     st.cache_data.clear()
     return loaded
 

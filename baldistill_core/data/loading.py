@@ -42,6 +42,10 @@ class LoadedDataset:
 
 
 def _decode(raw: bytes, path: str) -> str:
+    if b"\x00" in raw[:8192]:  # text never holds NUL bytes; UTF-16 files do too, and say so below
+        hint = ("it looks like UTF-16: re-save it as UTF-8" if raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+                else "upload a .jsonl, .csv or .parquet file, or export the data to one")
+        raise DataError(f"{path}: not a text file (it holds binary data); {hint}")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -276,6 +280,9 @@ def load_dataset(spec: DatasetSpec, *, uploads: dict[str, bytes] | None = None, 
     def read(path: str, split: str) -> list[dict]:
         return read_table(resolve(path), data=uploads.get(path), split=split)
 
+    if spec.test_path and spec.test_path == spec.train_path:
+        raise DataError(f"train and test are the same file ({spec.train_path}); pick a separate test file "
+                        f"or leave the test file empty")
     train_raw = read(spec.train_path, "train")
     train, warnings = normalize_rows(train_raw, spec, split="train", source_name=spec.train_path)
     test: list[dict] = []
@@ -299,6 +306,13 @@ def load_dataset(spec: DatasetSpec, *, uploads: dict[str, bytes] | None = None, 
             f"{len(singles)} domain(s) have a single training example ({', '.join(singles[:5])}"
             f"{'…' if len(singles) > 5 else ''}): they are always tail domains and rely on synthesis"
         )
+    if not spec.domain_field:
+        warnings.append(f"no domain column: all {len(train):,} examples are in one domain {NO_DOMAIN!r}, so nothing "
+                        f"is balanced; pick the domain column, or on the Map page use clusters as domains")
+    elif len(counts) == 1:
+        warnings.append(f"the domain column {spec.domain_field!r} holds a single value ({next(iter(counts))!r}): "
+                        f"every example is in one domain, so nothing is balanced; pick another domain column, "
+                        f"or on the Map page use clusters as domains")
     label_set = None
     if spec.task_type == "classification":
         label_set = sorted({e["answer"] for e in train} | {e["answer"] for e in test})
@@ -316,9 +330,13 @@ def load_dataset(spec: DatasetSpec, *, uploads: dict[str, bytes] | None = None, 
 
 
 def import_dataset(conn, spec: DatasetSpec, *, uploads: dict[str, bytes] | None = None,
-                   base_dir: Path | None = None, bundled: bool = False) -> LoadedDataset:
-    """Validate fully, then replace the dataset in the workspace in one transaction."""
+                   base_dir: Path | None = None, bundled: bool = False, replace: bool = False) -> LoadedDataset:
+    """Validate fully, then write the dataset in one transaction. An existing dataset of that name is
+    replaced only with ``replace=True`` (else a DataError says how to confirm)."""
+    from baldistill_core.data.manage import check_name_free
+
     loaded = load_dataset(spec, uploads=uploads, base_dir=base_dir)
+    check_name_free(conn, spec.name, replace=replace)
     store.save_dataset(
         conn,
         spec_json=spec.model_dump_json(),

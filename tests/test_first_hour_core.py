@@ -12,9 +12,8 @@ from baldistill_core import store
 from baldistill_core.cli import main
 from baldistill_core.config import DatasetSpec, RunConfig, TeacherConfig
 from baldistill_core.data import loading as data
-from baldistill_core.data import manage as data_manage
 from baldistill_core.errors import ConfigError, DataError
-from baldistill_core.runs import jobs, manage as run_manage, records as runs
+from baldistill_core.runs import jobs, records as runs
 from baldistill_core.selection import records as picks
 from baldistill_core.selection.select import Pick, StageSelection
 
@@ -52,6 +51,9 @@ def test_import_never_replaces_an_existing_dataset_silently(ws, tmp_path):
 
 
 def test_delete_and_rename_datasets_and_runs(ws, tmp_path, capsys):
+    from baldistill_core.data import manage as data_manage
+    from baldistill_core.runs import manage as run_manage
+
     w, conn = ws
     _upload(conn, tmp_path)
     rid = runs.create_run(conn, w.runs_dir, RunConfig(dataset="mc10", name="first"))
@@ -117,6 +119,8 @@ def test_openai_teacher_needs_a_key_at_launch(ws, tmp_path, monkeypatch):
 
 
 def test_failed_run_resumes_with_another_teacher_and_the_change_is_recorded(ws, tmp_path):
+    from baldistill_core.runs import manage as run_manage
+
     w, conn = ws
     _upload(conn, tmp_path)
     cfg = RunConfig(dataset="mc10", budget=20, stages=2)

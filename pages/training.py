@@ -11,7 +11,6 @@ import streamlit as st
 from baldistill_core.runs import jobs
 from baldistill_core.reports import monitor
 from baldistill_core.runs import records as runs
-from baldistill_core.teacher.preflight import check_teacher
 from studio_ui import admin, auth, bridge, review_views, run_views, teacher_form
 
 st.title("Training")
@@ -34,11 +33,15 @@ with st.expander("Launch another run" if launched else "Launch a new run", expan
     if err:
         st.error(err)
     else:
-        ready = teacher_form.show_check(check_teacher(conn, cfg, api_key=api_key))
+        ready = teacher_form.show_check(teacher_form.check(cfg, api_key))
         st.caption("Equivalent command line (the same run, headless; drop --detach to run it in the foreground):")
         st.code(run_views.cli_twin(cfg, "run.yaml", ["run", "--detach"]), language="bash")
         with st.popover("Full run config (YAML)"):
             st.code(cfg.to_yaml(), language="yaml")
+    same = st.session_state.get("last_launch")
+    if ready and same and same[0] == cfg.model_dump_json():
+        ready = st.checkbox(f"Launch this same configuration again (run `{same[1]}` already uses it)",
+                            key=f"launch_again_{same[1]}")  # a new key per launch: unticked again
     if st.button("Launch", type="primary", disabled=not ready or not auth.allowed("operator", "launch runs"),
                  key="launch"):
         try:
@@ -49,6 +52,7 @@ with st.expander("Launch another run" if launched else "Launch a new run", expan
             st.query_params["run"] = run_id
             st.session_state["run_pick"] = run_id  # the picker shows the new run, not the previous choice
             st.session_state["launched_run"] = run_id
+            st.session_state["last_launch"] = (cfg.model_dump_json(), run_id)
             st.rerun()
 
 if not choices and not wanted:

@@ -42,7 +42,8 @@ def dataset_panel(name: str) -> None:
                 else:
                     _switch_dataset(new.strip(), f"Renamed {name} to {new.strip()}.")
         sure = c2.checkbox(f"Yes, delete {name} ({info['n_train']:,} train / {info['n_test']:,} test examples); "
-                           "this cannot be undone", key="ds_confirm_delete")
+                           + ("a bundled demo is imported again on the next start" if info["bundled"]
+                              else "this cannot be undone"), key="ds_confirm_delete")
         if c2.button("Delete dataset", key="ds_delete", disabled=not sure):
             try:
                 data_manage.delete_dataset(bridge.conn(), name)

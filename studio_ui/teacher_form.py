@@ -11,6 +11,7 @@ from typing import get_args
 import streamlit as st
 
 from baldistill_core.config import TeacherConfig
+from studio_ui import bridge
 
 TEACHER_F = TeacherConfig.model_fields
 
@@ -52,6 +53,22 @@ def api_key_field(key: str, teacher: dict) -> str | None:
                                "in memory and passed to the run's worker process, never stored in the run config, "
                                "the database or the run folder.")
     return value.strip() or None
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _cached_check(cfg_json: str, has_session_key: bool, content_hash: str):
+    # content_hash keys the dataset's version; the key itself never enters the cache, only whether one is typed.
+    from baldistill_core.config import RunConfig
+    from baldistill_core.teacher.preflight import check_teacher
+
+    return check_teacher(bridge.conn(), RunConfig.model_validate_json(cfg_json),
+                         api_key="(typed)" if has_session_key else None)
+
+
+def check(cfg, api_key: str | None = None):
+    """The teacher pre-launch check of ``cfg`` (cached: a recorded teacher reads its recordings file)."""
+    info = bridge.dataset_info(cfg.dataset) or {}
+    return _cached_check(cfg.model_dump_json(), bool(api_key), str(info.get("content_hash")))
 
 
 def show_check(check) -> bool:

@@ -78,6 +78,10 @@ def test_second_launch_shows_the_new_run(page_env):
         assert any(new[0] in s.value for s in at.success)
         at.run()  # the next rerun (a fragment tick, a click) keeps showing the new run
         assert at.selectbox(key="run_pick").value == new[0]
+        # the form still holds the same config: a second press needs an explicit "again"
+        assert at.button(key="launch").disabled and not at.checkbox(key=f"launch_again_{new[0]}").value
+        at.checkbox(key=f"launch_again_{new[0]}").check().run()
+        assert not at.button(key="launch").disabled
         at.selectbox(key="run_pick").set_value(first).run()  # and the picker still switches runs
         assert at.query_params["run"] == first
     finally:
@@ -243,3 +247,28 @@ def test_compare_png_figure_has_coloured_legend_and_room_for_ticks():
     for c in colours:  # both bar colours are drawn (bars and legend swatches), not black
         rgb = tuple(int(c[i:i + 2], 16) for i in (1, 3, 5))
         assert rgb in px
+
+
+def test_failed_run_resumes_from_the_page_with_another_teacher(page_env, tmp_path):
+    from baldistill_core.config import DatasetSpec, RunConfig
+    from baldistill_core.data.loading import import_dataset
+    from baldistill_core.runs import jobs, records as runs
+
+    ws, conn = _conn(page_env)
+    p = tmp_path / "up.jsonl"
+    p.write_bytes(_jsonl(_rows(40)))
+    import_dataset(conn, DatasetSpec(name="up", train_path=str(p), task_type="multiple_choice"))
+    rid = runs.create_run(conn, ws.runs_dir, RunConfig(dataset="up", budget=20, stages=2))
+    runs.set_status(conn, rid, "failed", error="NoRecording: no recording")
+    at = _at("pages/training.py", dataset="up", run=rid).run()
+    at.button(key="resume_run").click().run()  # the same teacher: refused with the reason, nothing started
+    assert any("no recorded rationales" in e.value for e in at.error)
+    assert runs.get_run(conn, rid)["status"] == "failed"
+    at.selectbox(key=f"rs_{rid}_teacher").set_value("openai").run()
+    at.text_input(key=f"rs_{rid}_url").set_value("http://127.0.0.1:9/v1").run()
+    at.button(key="resume_teacher").click().run()
+    try:
+        assert runs.run_config(conn, rid).teacher.backend == "openai"
+        assert any("teacher changed from recorded to openai" in r["message"] for r in runs.log_tail(conn, rid))
+    finally:
+        jobs.cancel(conn, rid, wait_s=5, kill_after=True)

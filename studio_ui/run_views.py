@@ -223,7 +223,7 @@ def png_figure(fig: go.Figure) -> go.Figure:
     colours to its frontend (kaleido drew black legend swatches) and the page's tight margins clipped
     the y ticks and the title: give every trace its colour, a plain white template and room around."""
     out = go.Figure(fig)
-    out.update_layout(template="plotly_white", margin=dict(l=80, r=40, t=80, b=100), title_x=0.02,
+    out.update_layout(template="plotly_white", margin=dict(l=80, r=40, t=80, b=60), title_x=0.02,
                       legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top"),  # clear of ticks
                       yaxis=dict(automargin=True), xaxis=dict(automargin=True))
     for i, tr in enumerate(out.data):
@@ -243,7 +243,7 @@ def figure_png(fig: go.Figure) -> bytes | None:
         os.environ["BROWSER_PATH"] = "/usr/bin/chromium"
     try:
         fig = png_figure(fig)
-        return fig.to_image(format="png", width=1200, height=int(fig.layout.height or 500) + 80, scale=1)
+        return fig.to_image(format="png", width=1200, height=int(fig.layout.height or 500) + 40, scale=1)
     except Exception:  # kaleido missing, no Chrome, or it failed to start
         return None
 

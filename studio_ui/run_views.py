@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import shlex
-from typing import get_args
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from baldistill_core.selection.methods import METHODS, label as method_label
-from baldistill_core.config import STUDENT_PRESETS, EvalConfig, IFDConfig, RunConfig, StudentConfig, TeacherConfig
+from baldistill_core.config import STUDENT_PRESETS, EvalConfig, IFDConfig, RunConfig, StudentConfig
 from studio_ui import auth, bridge, teacher_form
 from studio_ui.charts import HEAD_COLOR, TAIL_COLOR
 
-RUN_F, TEACHER_F, STUDENT_F = RunConfig.model_fields, TeacherConfig.model_fields, StudentConfig.model_fields
+RUN_F, STUDENT_F = RunConfig.model_fields, StudentConfig.model_fields
 HEATMAP_ABOVE = 12  # domains; above this one line per domain is unreadable
 
 
 def _default(fields, name):
     f = fields[name]
     return f.default_factory() if f.default_factory is not None else f.default
-
-
-def _options(fields, name) -> list[str]:
-    return list(get_args(fields[name].annotation))
 
 
 def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | None, str | None]:

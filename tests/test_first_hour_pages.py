@@ -68,8 +68,9 @@ def test_second_launch_shows_the_new_run(page_env):
     assert at.selectbox(key="run_pick").value == first
     at.text_input(key="train_smodel").set_value("tiny-llama-test")
     at.selectbox(key="train_preset").set_value("test-tiny")
-    at.button(key="launch").click().run()
+    new: list[str] = []
     try:
+        at.button(key="launch").click().run()
         new = [r["id"] for r in runs.list_runs(conn, "math_lt") if r["id"] != first]
         assert len(new) == 1
         _ok(at)
@@ -85,7 +86,7 @@ def test_second_launch_shows_the_new_run(page_env):
         at.selectbox(key="run_pick").set_value(first).run()  # and the picker still switches runs
         assert at.query_params["run"] == first
     finally:
-        for rid in new:
+        for rid in new or [r["id"] for r in runs.list_runs(conn, "math_lt") if r["id"] != first]:
             jobs.cancel(conn, rid, wait_s=5, kill_after=True)
 
 
@@ -260,14 +261,14 @@ def test_failed_run_resumes_from_the_page_with_another_teacher(page_env, tmp_pat
     import_dataset(conn, DatasetSpec(name="up", train_path=str(p), task_type="multiple_choice"))
     rid = runs.create_run(conn, ws.runs_dir, RunConfig(dataset="up", budget=20, stages=2))
     runs.set_status(conn, rid, "failed", error="NoRecording: no recording")
-    at = _at("pages/training.py", dataset="up", run=rid).run()
-    at.button(key="resume_run").click().run()  # the same teacher: refused with the reason, nothing started
-    assert any("no recorded rationales" in e.value for e in at.error)
-    assert runs.get_run(conn, rid)["status"] == "failed"
-    at.selectbox(key=f"rs_{rid}_teacher").set_value("openai").run()
-    at.text_input(key=f"rs_{rid}_url").set_value("http://127.0.0.1:9/v1").run()
-    at.button(key="resume_teacher").click().run()
-    try:
+    try:  # any worker a click starts is stopped at the end, whatever fails
+        at = _at("pages/training.py", dataset="up", run=rid).run()
+        at.button(key="resume_run").click().run()  # the same teacher: refused with the reason, nothing started
+        assert any("no recorded rationales" in e.value for e in at.error)
+        assert runs.get_run(conn, rid)["status"] == "failed"
+        at.selectbox(key=f"rs_{rid}_teacher").set_value("openai").run()
+        at.text_input(key=f"rs_{rid}_url").set_value("http://127.0.0.1:9/v1").run()
+        at.button(key="resume_teacher").click().run()
         assert runs.run_config(conn, rid).teacher.backend == "openai"
         assert any("teacher changed from recorded to openai" in r["message"] for r in runs.log_tail(conn, rid))
     finally:

@@ -4,11 +4,13 @@ import streamlit as st
 
 from baldistill_core.config import RunConfig
 from baldistill_core.selection.policy import POLICIES
-from studio_ui import bridge, charts
+from studio_ui import admin, bridge, charts
 
 st.title("Data")
 dataset = bridge.current_dataset()
 
+charts.show_upload_flash()
+admin.show_flash()
 with st.expander("Upload a dataset", expanded=dataset is None):
     charts.upload_form(bridge)
 
@@ -66,6 +68,8 @@ for ex in bridge.examples(dataset, domain, page_size, (page - 1) * page_size):
     with right.container(border=True):
         st.caption(f"`{ex['id']}` · answer: **{ex['answer']}**")
         st.text(ex["input"][:1500])
+
+admin.dataset_panel(dataset)
 
 if info["spec"].get("licence"):
     st.caption(f"Source: {info['spec'].get('source') or 'uploaded'} · Licence: {info['spec']['licence']}")

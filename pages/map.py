@@ -106,7 +106,7 @@ else:
 
 if not map_view.has_domains(dataset):
     st.subheader("Use clusters as domains")
-    st.write(f"`{dataset}` has no domain field, so every example is in one domain. Its {n_clusters} clusters can "
+    st.write(f"`{dataset}` has no domain field (or a single domain value), so every example is in one domain. Its {n_clusters} clusters can "
              "become its domains (named by their top keywords; unclustered points join the nearest cluster). "
              "Balancing then works on these pseudo-domains.")
     st.dataframe(map_view.cluster_preview(md), hide_index=True, width="stretch", height=240)

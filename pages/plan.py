@@ -10,7 +10,7 @@ from baldistill_core.reports import monitor
 from baldistill_core.runs import preview
 from baldistill_core.errors import BalDistillError
 from baldistill_core.selection.methods import method_of
-from studio_ui import bridge, run_views
+from studio_ui import bridge, run_views, teacher_form
 
 st.title("Plan a stage")
 dataset = bridge.require_dataset()
@@ -21,6 +21,9 @@ with st.container(border=True):
 if err:
     st.error(err)
     st.stop()
+check = teacher_form.check(cfg)
+for problem in check.errors + check.warnings:
+    st.warning(f"A run with this teacher: {problem}.")
 m = method_of(cfg)
 k = m.stages(cfg.stages)
 if k == 0:

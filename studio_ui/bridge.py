@@ -143,9 +143,9 @@ def examples(name: str, domain: str | None, limit: int, offset: int = 0, split: 
     return store.examples(conn(), name, split, domain=domain, limit=limit, offset=offset)
 
 
-def import_upload(spec, uploads: dict[str, bytes], *, append: bool = False):
+def import_upload(spec, uploads: dict[str, bytes], *, append: bool = False, replace: bool = False):
     """Import uploaded bytes, or (no uploads) a file the caller confined to the workspace folder."""
-    loaded = data.import_dataset(conn(), spec, uploads=uploads, append=append)
+    loaded = data.import_dataset(conn(), spec, uploads=uploads, append=append, replace=replace)
     st.cache_data.clear()
     return loaded
 

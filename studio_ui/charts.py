@@ -144,6 +144,10 @@ def upload_form(bridge) -> None:
         v = st.selectbox(label, opts, index=idx, key=f"upload_{key}", help=fields[f"{key}_field"].description)
         return None if v == "(none)" else v
 
+    if "domain" not in columns:
+        st.warning("No column is called 'domain'. Pick the column that holds each example's domain below; with "
+                   "(none), every example goes into one domain 'all' and nothing is balanced until you use the "
+                   "Map page's clusters as domains.")
     with st.form("upload_form"):
         name = st.text_input("Dataset name", value=Path(train_name).name.rsplit(".", 1)[0].replace(" ", "_")[:64],
                              help=fields["name"].description)
@@ -160,24 +164,53 @@ def upload_form(bridge) -> None:
                                  help=fields["task_type"].description)
         append = st.checkbox("Add as a further part of this dataset (append)", key="upload_append",
                              help="Keep the rows already imported under this name and add these; ids must stay "
-                                  "unique across all parts. Off: the import replaces the dataset.")
+                                  "unique across all parts.")
+        replace = st.checkbox("Replace the existing dataset of this name (bundled demos included)", value=False,
+                              key="upload_replace", help="Without this tick an import never overwrites a dataset.")
         submitted = st.form_submit_button("Validate and import", type="primary")
     if submitted:
         try:
-            spec = DatasetSpec(name=name, train_path=train_name, test_path=test_up.name if test_up else None,
+            if append and replace:
+                raise DataError("'append' adds a part and 'replace' replaces the dataset: tick one of them")
+            if up is not None:
+                train_name, test_name, uploads = upload_files(up, test_up)
+            else:
+                test_name, uploads = None, {}
+            spec = DatasetSpec(name=name, train_path=train_name, test_path=test_name,
                                input_field=input_field, answer_field=answer_field, domain_field=domain_field,
                                id_field=id_field, task_type=task_type)
-            uploads = {up.name: up.getvalue()} if up is not None else {}
-            if test_up:
-                uploads[test_up.name] = test_up.getvalue()
             with st.spinner("Importing (streamed in chunks)…"):
-                loaded = bridge.import_upload(spec, uploads, append=append)
+                loaded = bridge.import_upload(spec, uploads, append=append, replace=replace)
         except (DataError, ValueError) as e:
             st.error(f"Not imported — {e}")
             return
         added = f" (this part: {loaded.added_train:,} training, {loaded.added_test:,} test)" if append else ""
-        st.success(f"Imported {name}: {loaded.n_train:,} training and {loaded.n_test:,} test examples{added}.")
-        for w in loaded.warnings:
-            st.warning(w)
+        # Rerun so that the sidebar picker and the whole page show the new dataset at once.
+        st.session_state["upload_flash"] = (
+            f"Imported {name}: {loaded.n_train:,} training and {loaded.n_test:,} test examples{added}.",
+            list(loaded.warnings))
         st.session_state["dataset"] = name
         st.query_params["dataset"] = name
+        st.rerun()
+
+
+def upload_files(up, test_up) -> tuple[str, str | None, dict[str, bytes]]:
+    """(train name, test name, {name: bytes}) of the uploaded files. Uploads are keyed by file name,
+    so a test file named like the training file (train/data.jsonl and test/data.jsonl) gets a
+    ``test-`` prefix instead of silently replacing the training bytes."""
+    train_name = up.name
+    uploads = {train_name: up.getvalue()}
+    test_name = None
+    if test_up is not None:
+        test_name = test_up.name if test_up.name != train_name else f"test-{test_up.name}"
+        uploads[test_name] = test_up.getvalue()
+    return train_name, test_name, uploads
+
+
+def show_upload_flash() -> None:
+    """The result of the last upload, shown once after the rerun that switched to the new dataset."""
+    flash = st.session_state.pop("upload_flash", None)
+    if flash:
+        st.success(flash[0])
+        for w in flash[1]:
+            st.warning(w)

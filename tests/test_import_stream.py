@@ -46,7 +46,7 @@ def test_a_bad_row_late_in_a_long_file_leaves_the_old_version_intact(empty_ws, t
     assert before == (old.content_hash, 300, 300)
     bad = _write(tmp_path / "v2.jsonl", 20_000, bad_at=19_990)
     with pytest.raises(DataError, match=r"v2.jsonl: line 19991: not valid JSON"):
-        import_dataset(conn, _spec(bad))
+        import_dataset(conn, _spec(bad), replace=True)
     assert _snapshot(conn, "big") == before
     assert store.examples(conn, "big", ids=["e299"])[0]["input"].startswith("w299x0")
     assert store.examples(conn, "big", ids=["e5000"]) == []     # nothing of the failed file stayed

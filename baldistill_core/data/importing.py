@@ -155,6 +155,7 @@ def import_stream(conn: sqlite3.Connection, spec: DatasetSpec, *, uploads: dict[
     """Validate and write ``spec``'s files in one transaction, a chunk at a time (see the module doc)."""
     uploads = uploads or {}
     normalize.check_uploads(spec, uploads)
+    normalize.check_distinct_splits(spec)
     with store.transaction(conn):
         prev = store.one(conn, "SELECT * FROM datasets WHERE name = ?", (spec.name,))
         if append:
@@ -195,7 +196,7 @@ def _finish(conn, w: _Writer, spec: DatasetSpec, prev: dict | None, uploads, bas
     counts = store.domain_counts(conn, name, "train")
     n_train = sum(counts.values())
     n_test = store.one(conn, "SELECT COUNT(*) AS n FROM examples WHERE dataset = ? AND split = 'test'", (name,))["n"]
-    warnings = w.warnings + normalize.single_domain_warning(counts)
+    warnings = w.warnings + normalize.single_domain_warning(counts) + normalize.domain_column_warnings(spec, counts)
     label_set = None
     if spec.task_type == "classification":
         label_set = [r["answer"] for r in store.rows(conn, "SELECT DISTINCT answer FROM examples WHERE dataset = ? "

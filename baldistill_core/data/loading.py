@@ -66,6 +66,7 @@ def load_dataset(spec: DatasetSpec, *, uploads: dict[str, bytes] | None = None, 
         q = q if q.is_absolute() or base_dir is None else base_dir / q
         return normalize_rows(iter_table(q, data=uploads.get(path), split=split), spec, split=split, source_name=path)
 
+    normalize.check_distinct_splits(spec)
     train, warnings = read(spec.train_path, "train")
     test: list[dict] = []
     if spec.test_path:
@@ -79,7 +80,7 @@ def load_dataset(spec: DatasetSpec, *, uploads: dict[str, bytes] | None = None, 
     counts: dict[str, int] = {}
     for e in train:
         counts[e["domain"]] = counts.get(e["domain"], 0) + 1
-    warnings += normalize.single_domain_warning(counts)
+    warnings += normalize.single_domain_warning(counts) + normalize.domain_column_warnings(spec, counts)
     label_set = None
     if spec.task_type == "classification":
         label_set = sorted({e["answer"] for e in train} | {e["answer"] for e in test})
@@ -89,9 +90,16 @@ def load_dataset(spec: DatasetSpec, *, uploads: dict[str, bytes] | None = None, 
 
 
 def import_dataset(conn, spec: DatasetSpec, *, uploads: dict[str, bytes] | None = None,
-                   base_dir: Path | None = None, bundled: bool = False, append: bool = False) -> ImportResult:
+                   base_dir: Path | None = None, bundled: bool = False, append: bool = False,
+                   replace: bool = False) -> ImportResult:
     """Validate and write the dataset in one transaction, streaming the file a chunk at a time:
-    replace it (a failed import leaves the old version intact), or with ``append`` add a part."""
+    add it, replace an existing one only with ``replace=True`` (a failed import leaves the old
+    version intact), or with ``append`` add a part. A name in use without ``replace`` (bundled demos
+    included) is a DataError saying how to confirm."""
+    from baldistill_core.data.manage import check_name_free
+
+    if not append:
+        check_name_free(conn, spec.name, replace=replace)
     return import_stream(conn, spec, uploads=uploads, base_dir=base_dir, bundled=bundled, append=append)
 
 

@@ -142,6 +142,25 @@ def single_domain_warning(counts: dict[str, int]) -> list[str]:
             f"{'…' if len(singles) > 5 else ''}): they are always tail domains and rely on synthesis"]
 
 
+def domain_column_warnings(spec: DatasetSpec, counts: dict[str, int]) -> list[str]:
+    """No domain column, or one holding a single value: nothing is balanced; say what to do."""
+    n = sum(counts.values())
+    if not spec.domain_field:
+        return [f"no domain column: all {n:,} examples are in one domain {NO_DOMAIN!r}, so nothing is balanced; "
+                f"pick the domain column, or on the Map page use clusters as domains"]
+    if len(counts) == 1:
+        return [f"the domain column {spec.domain_field!r} holds a single value ({next(iter(counts))!r}): every "
+                f"example is in one domain, so nothing is balanced; pick another domain column, or on the Map "
+                f"page use clusters as domains"]
+    return []
+
+
+def check_distinct_splits(spec: DatasetSpec) -> None:
+    if spec.test_path and spec.test_path == spec.train_path:
+        raise DataError(f"train and test are the same file ({spec.train_path}); pick a separate test file "
+                        f"or leave the test file empty")
+
+
 def check_labels(label_set: list[str], train_path: str) -> None:
     if len(label_set) < 2:
         raise DataError(

@@ -39,6 +39,14 @@ def check_upload_size(name: str, size: int, dataset: str | None = None) -> None:
         )
 
 
+def _check_text(head: bytes, name: str) -> None:
+    """Text never holds NUL bytes: a binary file is told so (UTF-16 files hold them too, and are named)."""
+    if b"\x00" in head:
+        hint = ("it looks like UTF-16: re-save it as UTF-8" if head[:2] in (b"\xff\xfe", b"\xfe\xff")
+                else "upload a .jsonl, .csv or .parquet file, or export the data to one")
+        raise DataError(f"{name}: not a text file (it holds binary data); {hint}")
+
+
 def _suffix(p: Path) -> str:
     return "".join(p.suffixes[-1:]).lower()
 
@@ -69,6 +77,8 @@ def iter_table(path: str | Path, *, data: bytes | None = None, split: str = "tra
         if suffix in (".parquet", ".pq"):
             yield from _iter_parquet(f, name)
             return
+        _check_text(f.read(8192), name)
+        f.seek(0)
         if suffix in (".csv", ".tsv"):
             yield from _iter_csv(f, name, delimiter="\t" if suffix == ".tsv" else ",")
         else:

@@ -94,8 +94,8 @@ class OpenAIBackend:
                 key = "not-needed"
             else:
                 raise TeacherConfigError(
-                    f"no API key: set the environment variable {cfg.api_key_env} or type the key in the Teacher "
-                    f"form (it is kept in memory only), or set base_url for a local server"
+                    f"no API key: set the environment variable {cfg.api_key_env} or type the key in the Training "
+                    f"form's 'API key' field (kept for the session only), or set base_url for a local server"
                 )
         self.cfg = cfg
         self.model = cfg.model

@@ -60,6 +60,21 @@ def register(sub, common) -> None:
     im.add_argument("--per-domain", type=int, default=None, help="at most this many per domain")
     im.set_defaults(func=_import_recorded)
 
+    ti = tsub.add_parser("import", parents=[common],
+                         help="import your own teacher rationales and/or synthetic examples (JSONL, CSV, Parquet, or "
+                              "an OpenAI/vLLM batch result file)")
+    ti.add_argument("dataset")
+    ti.add_argument("--rationales", default=None, help="file of (id, rationale[, model]) rows")
+    ti.add_argument("--synthetic", default=None, help="file of (domain, input, answer, rationale[, model]) rows")
+    ti.add_argument("--teacher-model", default=None, help="teacher model name for rows without a model column")
+    for fld, dflt in (("id", "id"), ("rationale", "rationale"), ("model", "model")):
+        ti.add_argument(f"--{fld}-field", default=dflt, help=f"rationales file: column of the {fld} (default {dflt})")
+    for fld in ("domain", "input", "answer", "rationale", "model"):
+        ti.add_argument(f"--synthetic-{fld}-field", default=fld,
+                        help=f"synthetic file: column of the {fld} (default {fld})")
+    ti.add_argument("--json", action="store_true", help="print the result as JSON")
+    ti.set_defaults(func=_import_outputs)
+
     lg = tsub.add_parser("ledger", parents=[common], help="teacher calls, tokens and cost so far")
     lg.add_argument("--run-id", default=None)
     lg.set_defaults(func=_ledger)
@@ -159,4 +174,30 @@ def _import_recorded(args) -> int:
 def _ledger(args) -> int:
     _, conn = open_workspace(args.workspace)
     print(json.dumps(ledger.summary(conn, args.run_id), indent=2, default=str))
+    return 0
+
+
+def _import_outputs(args) -> int:
+    from baldistill_core.teacher.imports import RationaleFields, SyntheticFields, import_teacher_outputs
+
+    _, conn = open_workspace(args.workspace)
+    rep = import_teacher_outputs(
+        conn, args.dataset, rationales=args.rationales, synthetic=args.synthetic, teacher_model=args.teacher_model,
+        rationale_fields=RationaleFields(args.id_field, args.rationale_field, args.model_field),
+        synthetic_fields=SyntheticFields(*(getattr(args, f"synthetic_{f}_field")
+                                           for f in ("domain", "input", "answer", "rationale", "model"))))
+    if args.json:
+        print(json.dumps(rep.as_dict()))
+        return 0
+    if args.rationales:
+        print(f"rationales: {'unchanged (this file was imported already)' if rep.rationales_unchanged else 'imported'}"
+              f" — {rep.rationales} for {args.dataset}, {rep.rationales_flagged} flagged (their final answer is not"
+              f" the gold one: a run drops them); a run with teacher backend 'recorded' replays them")
+    if args.synthetic:
+        if rep.synthetic_unchanged:
+            print("synthetic: unchanged (this file was imported already)")
+        else:
+            print(f"synthetic: {rep.synthetic_new} new pending review, {rep.synthetic_updated} updated, "
+                  f"{rep.synthetic_kept_reviewed} already reviewed (kept), {rep.synthetic_removed} removed; flagged: "
+                  f"{rep.synthetic_near_train} near a train input, {rep.synthetic_flagged} answer disagreement")
     return 0

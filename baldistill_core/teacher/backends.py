@@ -196,7 +196,8 @@ def recorded_synthetic_rows(path: str | Path) -> list[dict]:
 
 @register("recorded")
 class RecordedBackend:
-    """Replays ``recorded_rationales`` (by train id) and ``recorded_synthetic`` (file order per domain,
+    """Replays the rationales imported for the dataset (``teacher.imports``), else its bundled
+    ``recorded_rationales`` (by train id), and ``recorded_synthetic`` (file order per domain,
     never the same row twice for one backend instance, skipping inputs the caller says exist)."""
 
     low_quality = False
@@ -204,13 +205,19 @@ class RecordedBackend:
     uses_prompts = False
     max_workers = 1
 
-    def __init__(self, cfg: TeacherConfig, *, spec=None, **_: object):
+    def __init__(self, cfg: TeacherConfig, *, spec=None, conn=None, **_: object):
         if spec is None:
             raise TeacherConfigError("the recorded teacher needs the dataset spec")
         self.cfg = cfg
         self.model = f"recorded:{spec.name}"
         self.spec = spec
         self._rationales: dict[str, str] | None = None
+        if conn is not None:  # rationales imported for this dataset replace the bundled ones
+            from baldistill_core.teacher.imports import imported_rationales
+
+            got, digest = imported_rationales(conn, spec.name)
+            if digest is not None:  # a newer import is a different model: its cache keys differ
+                self._rationales, self.model = got, f"recorded:{spec.name}@{digest[:12]}"
         self._synthetic: dict[str, list[dict]] | None = None
         self._served: set[str] = set()
         self._lock = threading.Lock()

@@ -405,6 +405,7 @@ def build_teacher(cfg: TeacherConfig, conn, *, spec: DatasetSpec, labels: list[s
     if labels is None and spec.task_type == "classification":
         got = store.get_dataset(conn, spec.name)
         labels = got["label_set"] if got else None
-    backend = BACKENDS[cfg.backend](cfg, spec=spec, api_key=api_key, **backend_kwargs)
+    backend = BACKENDS[cfg.backend](cfg, spec=spec, api_key=api_key,
+                                      conn=conn if recordings_dir is None else None, **backend_kwargs)
     return Teacher(backend=backend, cfg=cfg, conn=conn, spec=spec, labels=labels, run_id=run_id,
                    budget=Budget(budget_examples, cfg.cost_cap_usd))

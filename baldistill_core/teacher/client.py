@@ -75,6 +75,7 @@ class _Outcome:
     error: str | None = None
     no_recording: bool = False
     cached: bool = False
+    batch_id: str | None = None  # sent in this batch: priced at the batch rate
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Teacher:
     _synth_seq: dict = field(default_factory=dict)
     _returned: dict = field(default_factory=dict)
     last_rejections: list = field(default_factory=list)
+    check_cancel: Callable[[], None] | None = None  # raises to stop (batch polling checks it)
 
     @property
     def name(self) -> str:
@@ -144,7 +146,8 @@ class Teacher:
         problem = c.check(r) if c.check else None
         if problem and not out.cached:
             out.error = problem
-        cost = 0.0 if out.cached else self._cost(r.tokens_in, r.tokens_out)
+        cost = 0.0 if out.cached else self._cost(r.tokens_in, r.tokens_out) * (
+            self.cfg.batch_price_factor if out.batch_id else 1.0)
         examples = 0 if problem else (c.examples_of(r) if c.examples_of else c.examples)
         return ledger.CallRecord(
             key=c.key, purpose=c.purpose, cached=out.cached, ok=problem is None, tokens_in=r.tokens_in,
@@ -154,6 +157,42 @@ class Teacher:
             response=None if (out.cached or problem) else {"text": r.text, "refusal": r.refusal,
                                                             "finish_reason": r.finish_reason},
         )
+
+    def _settle(self, calls, i, out: _Outcome, latency: float, first_of_key, outcomes) -> tuple[list, int]:
+        """Record call ``i``'s outcome (and copies for the same request later in ``calls``)."""
+        outcomes[i] = out
+        rec = self._record(calls[i], out, latency)
+        recs = [rec] if rec is not None else []
+        for j in first_of_key.get(calls[i].key, []):  # same request twice in one batch
+            outcomes[j] = _Outcome(reply=out.reply, error=out.error, no_recording=out.no_recording,
+                                   cached=out.reply is not None)
+            dup = self._record(calls[j], outcomes[j], 0.0) if out.reply is not None and not out.error else None
+            if dup is not None:
+                recs.append(dup)
+        return recs, 1 + len(first_of_key.get(calls[i].key, []))
+
+    def _batch(self, calls, misses, first_of_key, outcomes) -> tuple[list[int], int]:
+        """Batch mode: send the misses as one batch; returns the indexes still to call one by one."""
+        from baldistill_core.teacher.batch import run_batch
+
+        t0 = time.perf_counter()
+        got, batch_id = run_batch(self, calls, misses)
+        latency = (time.perf_counter() - t0) / max(1, len(got))
+        recs, done = [], 0
+        for i, reply in got.items():
+            new, n = self._settle(calls, i, _Outcome(reply=reply, batch_id=batch_id), latency, first_of_key, outcomes)
+            recs += new
+            done += n
+        ledger.write_calls(self.conn, self.run_id, recs)
+        return [i for i in misses if i not in got], done
+
+    def check_batch_cost(self, calls: list[_Call]) -> None:
+        """Refuse a batch whose estimated cost (at the batch price) would pass the cost cap."""
+        if self.budget.cost_cap_usd is None or getattr(self.backend, "free", False):
+            return
+        avg = float(ledger.mean_tokens_out(self.conn, calls[0].purpose) or self.cfg.max_tokens)
+        est = sum(self._cost(ledger.messages_tokens(c.messages), int(avg)) for c in calls) * self.cfg.batch_price_factor
+        self.budget.check(self.conn, self.run_id, est_cost=est)
 
     def _execute(self, calls: list[_Call], progress: Progress = None) -> list[_Outcome]:
         """Run calls through cache + ledger + budget; outcomes in the order of ``calls``."""
@@ -189,6 +228,11 @@ class Teacher:
         ledger.write_calls(self.conn, self.run_id, [r for r in cached_recs if r is not None])
         if progress and done:
             progress(done, total)
+        if misses and self.cfg.mode == "batch" and getattr(self.backend, "supports_batch", False):
+            misses, n = self._batch(calls, misses, first_of_key, outcomes)
+            done += n
+            if progress:
+                progress(done, total)
         if not misses:
             return outcomes  # type: ignore[return-value]
 
@@ -226,23 +270,13 @@ class Teacher:
                     except TeacherConfigError as e:
                         fatal = fatal or e
                         out, latency = _Outcome(error=str(e)), 0.0
-                    outcomes[i] = out
-                    rec = self._record(calls[i], out, latency)
-                    if rec is not None:
-                        recs.append(rec)
-                        spent += rec.cost_usd
+                    new, n = self._settle(calls, i, out, latency, first_of_key, outcomes)
+                    recs += new
+                    spent += sum(r.cost_usd for r in new)
                     if out.reply is not None:
                         n_out += 1
                         avg_out += (out.reply.tokens_out - avg_out) / n_out
-                    done += 1
-                    for j in first_of_key.get(calls[i].key, []):  # same request twice in one batch
-                        outcomes[j] = _Outcome(reply=out.reply, error=out.error, no_recording=out.no_recording,
-                                               cached=out.reply is not None)
-                        dup = self._record(calls[j], outcomes[j], 0.0) if out.reply is not None and not out.error \
-                            else None
-                        if dup is not None:
-                            recs.append(dup)
-                        done += 1
+                    done += n
                 ledger.write_calls(self.conn, self.run_id, recs)
                 if progress:
                     progress(done, total)

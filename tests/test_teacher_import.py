@@ -13,7 +13,7 @@ from baldistill_core.data.loading import dataset_spec, import_dataset
 from baldistill_core.errors import DataError
 from baldistill_core.teacher import ledger
 from baldistill_core.teacher.client import build_teacher
-from baldistill_core.teacher.imports import (RationaleFields, SyntheticFields, import_teacher_outputs,
+from baldistill_core.teacher.imports import (RationaleFields, import_teacher_outputs,
                                              imported_rationales, provenance)
 from baldistill_core.workspace import open_workspace
 

@@ -25,7 +25,9 @@ import json
 import time
 
 from baldistill_core import store
+from baldistill_core.teacher import ledger
 from baldistill_core.teacher.backends import Reply, TeacherCallError, reply_of
+from baldistill_core.teacher.parsing import parse_items
 
 ACTIVE = ("preparing", "validating", "in_progress", "finalizing", "cancelling")
 TERMINAL = ("completed", "failed", "expired", "cancelled")
@@ -203,7 +205,7 @@ def run_batch(teacher, calls, idx: list[int]) -> tuple[dict[int, Reply], str | N
     if row is None:
         prev = _latest(conn, fp)
         gen = int(prev["id"].rsplit("-", 1)[1]) + 1 if prev else 1
-        teacher.check_batch_cost([calls[i] for i in idx])
+        _check_cost(teacher, [calls[i] for i in idx])
         row = _insert(conn, f"{fp}-{gen}", teacher, calls, idx)
     if not row["remote_id"]:
         row = _submit(teacher, row, calls, idx)
@@ -216,3 +218,89 @@ def run_batch(teacher, calls, idx: list[int]) -> tuple[dict[int, Reply], str | N
         more, _ = run_batch(teacher, calls, rest)
         got.update(more)
     return got, row["remote_id"]
+
+
+def _check_cost(teacher, calls) -> None:
+    """Refuse a batch whose estimated cost (at the batch price) would pass the cost cap."""
+    if teacher.budget.cost_cap_usd is None or getattr(teacher.backend, "free", False):
+        return
+    avg = float(ledger.mean_tokens_out(teacher.conn, calls[0].purpose) or teacher.cfg.max_tokens)
+    est = sum(teacher._cost(ledger.messages_tokens(c.messages), int(avg)) for c in calls)
+    teacher.budget.check(teacher.conn, teacher.run_id, est_cost=est * teacher.cfg.batch_price_factor)
+
+
+def execute_batch(teacher, calls, misses, first_of_key, outcomes, outcome_cls) -> tuple[list[int], int]:
+    """``Teacher._execute``'s batch step: send the misses as one batch, record what came back in the
+    cache and ledger (priced at the batch rate), return (indexes still to call singly, calls settled)."""
+    t0 = time.perf_counter()
+    got, batch_id = run_batch(teacher, calls, misses)
+    latency = (time.perf_counter() - t0) / max(1, len(got))
+    recs, done = [], 0
+    for i, reply in got.items():
+        new, n = teacher._settle(calls, i, outcome_cls(reply=reply, batch_id=batch_id), latency, first_of_key,
+                                 outcomes)
+        recs += new
+        done += n
+    ledger.write_calls(teacher.conn, teacher.run_id, recs)
+    return [i for i in misses if i not in got], done
+
+
+# ---------------------------------------------------------------- result files (read by teacher.imports)
+
+
+def _where(name: str, r: dict, i: int) -> str:
+    return f"{name}: line {r['__line__']}" if "__line__" in r else f"{name}: row {i + 1}"
+
+
+def _s(v) -> str:
+    return "" if v is None else str(v).strip()
+
+
+def _batch_row(r: dict) -> tuple[str, str | None, str | None, str | None]:
+    """(custom_id, reply text, model, error) of one line of an OpenAI / vLLM batch result file."""
+    cid = _s(r.get("custom_id"))
+    err = r.get("error")
+    resp = r.get("response") or {}
+    if isinstance(resp, str):
+        resp = json.loads(resp)
+    status = resp.get("status_code", 200)
+    body = resp.get("body") or {}
+    if err or status != 200 or not body.get("choices"):
+        why = (err or {}).get("message") if isinstance(err, dict) else err
+        why = why or (body.get("error") or {}).get("message") or f"HTTP {status}"
+        return cid, None, body.get("model"), str(why)[:160]
+    return cid, (body["choices"][0].get("message") or {}).get("content") or "", body.get("model"), None
+
+
+def is_result_file(raw: list[dict]) -> bool:
+    return bool(raw) and "custom_id" in raw[0] and "response" in raw[0]
+
+
+def rationale_rows(raw: list[dict], name: str, problems: list[str]) -> list[dict]:
+    out = []
+    for i, r in enumerate(raw):
+        cid, text, model, err = _batch_row(r)
+        if err:
+            problems.append(f"{_where(name, r, i)}: the batch call {cid!r} failed ({err}); re-run it or delete the line")
+            continue
+        if cid.startswith("rationale:"):
+            cid = cid[len("rationale:"):].rsplit(":", 1)[0]
+        elif cid.split(":", 1)[0] in ("synthesis", "verification"):
+            continue  # another purpose's line of the same batch
+        out.append({"id": cid, "rationale": text, "model": model, "__line__": r.get("__line__", i + 1)})
+    return out
+
+
+def synthetic_rows(raw: list[dict], name: str, problems: list[str]) -> list[dict]:
+    out = []
+    for i, r in enumerate(raw):
+        cid, text, model, err = _batch_row(r)
+        if not cid.startswith("synthesis:"):
+            continue
+        if err:
+            problems.append(f"{_where(name, r, i)}: the batch call {cid!r} failed ({err}); re-run it or delete the line")
+            continue
+        domain = cid[len("synthesis:"):].rsplit(":", 1)[0]
+        for it in parse_items(text or ""):
+            out.append({**it, "domain": domain, "model": model, "__line__": r.get("__line__", i + 1)})
+    return out

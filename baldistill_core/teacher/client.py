@@ -5,7 +5,8 @@ by name from ``teacher_backends.BACKENDS`` (openai / recorded / local) and wraps
 ``Teacher``. Every call of every backend goes the same way:
 
 1. the request (messages + parameters) is hashed into a cache key (``ledger.cache_key``);
-2. cached replies are used at no cost; misses run in a thread pool of ``backend.max_workers``;
+2. cached replies are used at no cost; misses run in a thread pool of ``backend.max_workers``
+   (with ``cfg.mode == "batch"`` they first go as one batch, ``teacher.batch``; failed lines run singly);
 3. each finished call writes its cache entry and ledger row at once, from the calling thread
    (the only thread touching the SQLite connection), so a crash loses nothing and a re-run pays
    nothing;
@@ -15,14 +16,12 @@ by name from ``teacher_backends.BACKENDS`` (openai / recorded / local) and wraps
    pass ``cfg.cost_cap_usd`` (calls already in flight finish and are recorded first). Set or change
    limits with ``teacher.set_budget(max_examples=..., cost_cap_usd=...)``.
 
-``annotate`` returns one ``Annotation`` per item; ``kept`` is True only when the rationale's own
-final answer (``answers.extract_answer``) matches the gold one. ``synthesize`` returns new,
-unstored tail items; ``synthesis.store_synthetic`` dedups and queues them for review.
+``annotate`` returns one ``Annotation`` per item; ``kept`` is True only when the rationale's own final
+answer (``answers.extract_answer``) matches the gold one. ``synthesize`` returns new, unstored tail items.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -37,14 +36,14 @@ from baldistill_core.task.answers import extract_answer, is_correct, normalize_a
 from baldistill_core.config import DatasetSpec, TeacherConfig
 from baldistill_core.teacher.ledger import Budget, BudgetExceeded
 from baldistill_core.teacher.backends import BACKENDS, NoRecording, Reply, TeacherCallError, TeacherConfigError, TeacherError
-from baldistill_core.teacher.parsing import norm_input, parse_items, validate_items
+from baldistill_core.teacher.parsing import (count_items, norm_input, parse_items, refusal_check, synthesis_check,
+                                             validate_items)
 
 __all__ = ["Annotation", "BudgetExceeded", "NoRecording", "Teacher", "TeacherCallError", "TeacherConfigError",
            "TeacherError", "build_teacher"]
 
 Progress = Callable[[int, int], None] | None
 SYNTH_BATCH = 5  # items asked per synthesis call; several calls run in parallel
-_REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|i can(no|')t|i cannot|as an ai\b|i won'?t|sorry,)", re.I)
 
 
 @dataclass
@@ -155,44 +154,23 @@ class Teacher:
             backend=self.backend.name, model=self.backend.model,
             request=None if out.cached else {"messages": c.messages, "params": c.params},
             response=None if (out.cached or problem) else {"text": r.text, "refusal": r.refusal,
-                                                            "finish_reason": r.finish_reason},
-        )
+                                                            "finish_reason": r.finish_reason})
 
     def _settle(self, calls, i, out: _Outcome, latency: float, first_of_key, outcomes) -> tuple[list, int]:
         """Record call ``i``'s outcome (and copies for the same request later in ``calls``)."""
         outcomes[i] = out
-        rec = self._record(calls[i], out, latency)
-        recs = [rec] if rec is not None else []
+        recs = [r for r in (self._record(calls[i], out, latency),) if r is not None]
         for j in first_of_key.get(calls[i].key, []):  # same request twice in one batch
             outcomes[j] = _Outcome(reply=out.reply, error=out.error, no_recording=out.no_recording,
                                    cached=out.reply is not None)
-            dup = self._record(calls[j], outcomes[j], 0.0) if out.reply is not None and not out.error else None
-            if dup is not None:
-                recs.append(dup)
+            if out.reply is not None and not out.error:
+                recs.append(self._record(calls[j], outcomes[j], 0.0))
         return recs, 1 + len(first_of_key.get(calls[i].key, []))
 
     def _batch(self, calls, misses, first_of_key, outcomes) -> tuple[list[int], int]:
-        """Batch mode: send the misses as one batch; returns the indexes still to call one by one."""
-        from baldistill_core.teacher.batch import run_batch
+        from baldistill_core.teacher.batch import execute_batch  # the misses as one batch; returns those left
 
-        t0 = time.perf_counter()
-        got, batch_id = run_batch(self, calls, misses)
-        latency = (time.perf_counter() - t0) / max(1, len(got))
-        recs, done = [], 0
-        for i, reply in got.items():
-            new, n = self._settle(calls, i, _Outcome(reply=reply, batch_id=batch_id), latency, first_of_key, outcomes)
-            recs += new
-            done += n
-        ledger.write_calls(self.conn, self.run_id, recs)
-        return [i for i in misses if i not in got], done
-
-    def check_batch_cost(self, calls: list[_Call]) -> None:
-        """Refuse a batch whose estimated cost (at the batch price) would pass the cost cap."""
-        if self.budget.cost_cap_usd is None or getattr(self.backend, "free", False):
-            return
-        avg = float(ledger.mean_tokens_out(self.conn, calls[0].purpose) or self.cfg.max_tokens)
-        est = sum(self._cost(ledger.messages_tokens(c.messages), int(avg)) for c in calls) * self.cfg.batch_price_factor
-        self.budget.check(self.conn, self.run_id, est_cost=est)
+        return execute_batch(self, calls, misses, first_of_key, outcomes, _Outcome)
 
     def _execute(self, calls: list[_Call], progress: Progress = None) -> list[_Outcome]:
         """Run calls through cache + ledger + budget; outcomes in the order of ``calls``."""
@@ -292,7 +270,7 @@ class Teacher:
         msgs = tp.rationale_messages(item, self.task_type, instruction=self.spec.instruction, labels=self.labels)
         params = {"temperature": self.cfg.temperature, "max_tokens": self.cfg.max_tokens}
         return _Call(msgs, params, "rationale", {"id": item["id"], "domain": item.get("domain")}, examples=1,
-                     check=_refusal_check)
+                     check=refusal_check)
 
     def annotate(self, items: list[dict], *, progress: Progress = None) -> list[Annotation]:
         """Zero-shot CoT rationale per item (gold given); keep it only if it ends at the gold answer."""
@@ -352,7 +330,7 @@ class Teacher:
                       "max_tokens": min(32768, self.cfg.max_tokens * size + 256),
                       "json_schema": tp.SYNTHESIS_SCHEMA if self.backend.uses_prompts else None, "seq": seq}
             calls.append(_Call(msgs, params, "synthesis", {"domain": domain, "n": size, "avoid_texts": avoid},
-                               examples=size, examples_of=_count_items(size), check=_synthesis_check))
+                               examples=size, examples_of=count_items(size), check=synthesis_check))
         results = self._execute(calls, progress)
         items, errors, self.last_rejections = [], [], []
         seen = {norm_input(t) for t in avoid} | {norm_input(s["input"]) for s in shots}
@@ -384,7 +362,7 @@ class Teacher:
             _Call(tp.verification_messages(it["input"], self.task_type, instruction=self.spec.instruction,
                                            labels=self.labels),
                   {"temperature": 0.0, "max_tokens": self.cfg.max_tokens}, "verification",
-                  {"rationale": it.get("rationale"), "domain": it.get("domain")}, check=_refusal_check)
+                  {"rationale": it.get("rationale"), "domain": it.get("domain")}, check=refusal_check)
             for it in items
         ]
         for it, res in zip(items, self._execute(calls, progress)):
@@ -395,29 +373,6 @@ class Teacher:
             it["verify_answer"] = ans
             it["verified"] = bool(is_correct(ans, it["answer"], self.task_type))
         return items
-
-
-def _refusal_check(r: Reply) -> str | None:
-    if r.refusal:
-        return f"teacher refused: {r.refusal[:160]}"
-    if not r.text.strip():
-        return "teacher returned an empty reply"
-    if _REFUSAL.match(r.text) and len(r.text) < 400:
-        return f"teacher refused: {r.text.strip()[:160]}"
-    return None
-
-
-def _synthesis_check(r: Reply) -> str | None:
-    problem = _refusal_check(r)
-    if problem:
-        return problem
-    if not parse_items(r.text):
-        return f"malformed synthesis reply (no JSON items found): {r.text.strip()[:120]!r}"
-    return None
-
-
-def _count_items(size: int) -> Callable[[Reply], int]:
-    return lambda r: min(size, len(parse_items(r.text)))
 
 
 def build_teacher(cfg: TeacherConfig, conn, *, spec: DatasetSpec, labels: list[str] | None = None,

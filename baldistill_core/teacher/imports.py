@@ -16,11 +16,10 @@ checks every line before writing anything:
   the review queue as ``pending``; one whose rationale disagrees with its answer is flagged
   (``verified = 0``) for the reviewer.
 
-Any problem raises one ``DataError`` listing the lines and fixes, and nothing is written. Both files go
-in one transaction. The same file again (same bytes and mapping) changes nothing; a newer file replaces
-the older one: rationales are swapped, synthetic examples already reviewed are kept (with their review),
-pending ones the new file no longer has are removed. Every row records its provenance: teacher model,
-file name and sha256, import time (``teacher_imports``, ``synthetic_provenance``).
+Any problem raises one ``DataError`` listing the lines and fixes; nothing is written (both files go in one
+transaction). The same file again changes nothing; a newer one replaces it: rationales are swapped,
+reviewed synthetic examples are kept with their review, pending ones it no longer has are removed.
+Provenance (teacher model, file name + sha256, time): ``teacher_imports``, ``synthetic_provenance``.
 """
 
 from __future__ import annotations
@@ -35,7 +34,8 @@ from baldistill_core.data.loading import dataset_spec, read_table
 from baldistill_core.errors import DataError
 from baldistill_core.synthetic.synthesis import NearDupIndex, shingles, synthetic_id
 from baldistill_core.task.answers import extract_answer, is_correct
-from baldistill_core.teacher.parsing import norm_input, parse_items, validate_items
+from baldistill_core.teacher.batch import is_result_file, rationale_rows, synthetic_rows
+from baldistill_core.teacher.parsing import norm_input, validate_items
 
 MAX_PROBLEMS = 20
 
@@ -102,59 +102,6 @@ def _s(v) -> str:
     return "" if v is None else str(v).strip()
 
 
-# ---------------------------------------------------------------- batch result files
-
-
-def _batch_row(r: dict) -> tuple[str, str | None, str | None, str | None]:
-    """(custom_id, reply text, model, error) of one line of an OpenAI / vLLM batch result file."""
-    cid = _s(r.get("custom_id"))
-    err = r.get("error")
-    resp = r.get("response") or {}
-    if isinstance(resp, str):
-        resp = json.loads(resp)
-    status = resp.get("status_code", 200)
-    body = resp.get("body") or {}
-    if err or status != 200 or not body.get("choices"):
-        why = (err or {}).get("message") if isinstance(err, dict) else err
-        why = why or (body.get("error") or {}).get("message") or f"HTTP {status}"
-        return cid, None, body.get("model"), str(why)[:160]
-    return cid, (body["choices"][0].get("message") or {}).get("content") or "", body.get("model"), None
-
-
-def _is_batch_file(raw: list[dict]) -> bool:
-    return bool(raw) and "custom_id" in raw[0] and "response" in raw[0]
-
-
-def _rationale_rows_from_batch(raw: list[dict], name: str, problems: list[str]) -> list[dict]:
-    out = []
-    for i, r in enumerate(raw):
-        cid, text, model, err = _batch_row(r)
-        if err:
-            problems.append(f"{_where(name, r, i)}: the batch call {cid!r} failed ({err}); re-run it or delete the line")
-            continue
-        if cid.startswith("rationale:"):
-            cid = cid[len("rationale:"):].rsplit(":", 1)[0]
-        elif cid.split(":", 1)[0] in ("synthesis", "verification"):
-            continue  # another purpose's line of the same batch
-        out.append({"id": cid, "rationale": text, "model": model, "__line__": r.get("__line__", i + 1)})
-    return out
-
-
-def _synthetic_rows_from_batch(raw: list[dict], name: str, problems: list[str]) -> list[dict]:
-    out = []
-    for i, r in enumerate(raw):
-        cid, text, model, err = _batch_row(r)
-        if not cid.startswith("synthesis:"):
-            continue
-        if err:
-            problems.append(f"{_where(name, r, i)}: the batch call {cid!r} failed ({err}); re-run it or delete the line")
-            continue
-        domain = cid[len("synthesis:"):].rsplit(":", 1)[0]
-        for it in parse_items(text or ""):
-            out.append({**it, "domain": domain, "model": model, "__line__": r.get("__line__", i + 1)})
-    return out
-
-
 # ---------------------------------------------------------------- rationales
 
 
@@ -167,9 +114,8 @@ def _check_columns(raw: list[dict], name: str, need: dict[str, str]) -> None:
 
 
 def _validate_rationales(conn, spec, labels, name, raw, fields: RationaleFields, teacher_model, problems) -> list[dict]:
-    if _is_batch_file(raw):
-        raw = _rationale_rows_from_batch(raw, name, problems)
-        fields = RationaleFields()
+    if is_result_file(raw):
+        raw, fields = rationale_rows(raw, name, problems), RationaleFields()
     else:
         _check_columns(raw, name, {"id": fields.id, "rationale": fields.rationale})
     gold = {r["id"]: r for r in store.examples(conn, spec.name, "train")}
@@ -223,9 +169,8 @@ def _indexes(conn, dataset: str):
 
 
 def _validate_synthetic(conn, spec, labels, name, raw, fields: SyntheticFields, teacher_model, problems) -> list[dict]:
-    if _is_batch_file(raw):
-        raw = _synthetic_rows_from_batch(raw, name, problems)
-        fields = SyntheticFields()
+    if is_result_file(raw):
+        raw, fields = synthetic_rows(raw, name, problems), SyntheticFields()
     else:
         _check_columns(raw, name, {"domain": fields.domain, "input": fields.input, "answer": fields.answer,
                                    "rationale": fields.rationale})
@@ -367,7 +312,7 @@ def import_teacher_outputs(conn, dataset: str, *, rationales: Source | None = No
         cur = _current(conn, dataset, kind)
         rows = check(conn, spec, labels, name, raw, fields, teacher_model, problems)
         if not rows and not problems:
-            problems.append(f"{name}: no usable rows; the file needs at least one {kind[:-1] if kind == 'rationales' else kind} line")
+            problems.append(f"{name}: no usable rows; the file needs at least one {kind} line")
         plan.append((kind, name, digest, rows, cur is not None and cur["file_hash"] == digest))
     if problems:
         more = f"\n… and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""

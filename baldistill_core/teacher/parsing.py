@@ -126,3 +126,34 @@ def validate_items(raw: list[dict], domain: str, task_type: str, labels: list[st
             item["recording_id"] = str(r["recording_id"])
         good.append(item)
     return good, rejected
+
+
+# ---------------------------------------------------------------- reply checks (a problem = a failed call, not cached)
+
+_REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|i can(no|')t|i cannot|as an ai\b|i won'?t|sorry,)", re.I)
+
+
+def refusal_check(r) -> str | None:
+    """The problem with a reply (a ``backends.Reply``) that refuses or is empty, else None."""
+    if r.refusal:
+        return f"teacher refused: {r.refusal[:160]}"
+    if not r.text.strip():
+        return "teacher returned an empty reply"
+    if _REFUSAL.match(r.text) and len(r.text) < 400:
+        return f"teacher refused: {r.text.strip()[:160]}"
+    return None
+
+
+def synthesis_check(r) -> str | None:
+    problem = refusal_check(r)
+    if problem:
+        return problem
+    if not parse_items(r.text):
+        return f"malformed synthesis reply (no JSON items found): {r.text.strip()[:120]!r}"
+    return None
+
+
+def count_items(size: int):
+    """Budget units of a synthesis reply: the items it holds, at most ``size``."""
+    return lambda r: min(size, len(parse_items(r.text)))
+

@@ -358,6 +358,14 @@ class ServerProcess:
     def set_latency(self, latency_s: float) -> None:
         self._call("/control", {"latency_s": latency_s})
 
+    def hold_batches(self, hold: bool) -> None:
+        """While held, submitted batches stay in progress (nothing is processed)."""
+        self._call("/control", {"batch_hold": hold})
+
+    @property
+    def batch_creations(self) -> int:
+        return self._call("/stats")["batch_creations"]
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.stdin.close()  # the child exits when its stdin closes

@@ -64,7 +64,10 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
             teacher["model"] = t3.text_input("Teacher model", value=_default(TEACHER_F, "model"),
                                              key=f"{key}_tmodel", help=TEACHER_F["model"].description)
         if backend == "openai":
-            u1, u2 = st.columns(2)
+            u1, u2, u3 = st.columns(3)
+            modes = _options(TEACHER_F, "mode")
+            teacher["mode"] = u3.selectbox("Teacher calls", modes, index=modes.index(_default(TEACHER_F, "mode")),
+                                           key=f"{key}_tmode", help=TEACHER_F["mode"].description)
             teacher["base_url"] = u1.text_input("Endpoint base URL", value="", key=f"{key}_url",
                                                 help=TEACHER_F["base_url"].description) or None
             teacher["api_key_env"] = u2.text_input("API key variable", value=_default(TEACHER_F, "api_key_env"),

@@ -176,3 +176,19 @@ def test_kill_9_while_polling_then_resume_polls_the_same_batch(tmp_path, srv):
     assert srv.batch_creations == 1 and b["submissions"] == 1 and b["status"] == "completed"
     assert srv.count() == 0 and ledger.summary(conn, run_id)["calls"] == 8
     conn.close()
+
+
+def test_synthesis_in_batch_mode_records_the_batch_in_the_provenance(ws, srv):
+    from baldistill_core.synthetic.synthesis import synthesize_for_gap
+    from baldistill_core.teacher.imports import provenance
+
+    conn = ws
+    spec = dataset_spec(conn, "mini")
+    shots = store.examples(conn, "mini", domain="tin")
+    ids = synthesize_for_gap(teacher(conn, srv, "b6"), conn, spec, "tin", 4, run_id="b6", stage=0, shots=shots)
+    assert len(ids) == 4 and srv.count() == 0
+    by = {b["purpose"]: b for b in batches_of_run(conn, "b6")}
+    assert set(by) == {"synthesis", "verification"} and by["verification"]["n_lines"] == 4
+    p = provenance(conn, "mini", synthetic_id=ids[0])
+    assert p["teacher_model"] == "gpt-4o-mini" and p["backend"] == "openai"
+    assert p["batch_id"] == by["synthesis"]["remote_id"]

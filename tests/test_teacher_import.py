@@ -247,4 +247,10 @@ def test_a_run_replays_imported_rationales_with_no_paid_call(tmp_path):
     trained = picks.training_rows(conn, run_id, "tinymath", 99)
     assert len(trained) >= 7 and all(r["rationale"] == by_id[r["example_id"]] for r in trained)
     assert "alg-13" not in {r["example_id"] for r in trained}  # no rationale imported: not in the recorded pool
+    from baldistill_core.reports import export
+
+    rows = export.distilled_rows(conn, run_id)
+    digest = imported_rationales(conn, "tinymath")[1]
+    assert rows and all(r["provenance"] == {"teacher_model": "gpt-4o", "backend": "import", "batch_id": None,
+                                            "source_file": "mine.jsonl", "file_hash": digest} for r in rows)
     conn.close()

@@ -351,3 +351,25 @@ def provenance(conn, dataset: str, *, synthetic_id: str | None = None, example_i
                                " ON i.id = r.import_id WHERE r.dataset = ? AND r.example_id = ?", (dataset, example_id))
     return store.one(conn, "SELECT teacher_model, backend, batch_id, source_file, file_hash, at FROM"
                            " synthetic_provenance WHERE synthetic_id = ?", (synthetic_id,))
+
+
+_PROV_KEYS = ("teacher_model", "backend", "batch_id", "source_file", "file_hash")
+
+
+def export_provenance(conn, dataset: str, teacher_cfg):
+    """A function from a training row (``example_id``, ``kind``) to its provenance dict (fixed keys, for
+    exports): imported rationales name their file + hash, synthetic examples their stored provenance."""
+    imp = _current(conn, dataset, "rationales") if teacher_cfg.backend == "recorded" else None
+    models = dict(conn.execute("SELECT example_id, teacher_model FROM teacher_rationales WHERE dataset = ?",
+                               (dataset,)).fetchall()) if imp else {}
+    run_model = f"recorded:{dataset}" if teacher_cfg.backend == "recorded" else teacher_cfg.model
+
+    def of(row: dict) -> dict:
+        p = provenance(conn, dataset, synthetic_id=row["example_id"]) if row["kind"] == "synthetic" else None
+        if p is None and imp is not None and row["kind"] != "synthetic":
+            p = {"teacher_model": models.get(row["example_id"].split("#")[0]), "backend": "import",
+                 "source_file": imp["file_name"], "file_hash": imp["file_hash"]}
+        p = p or {"teacher_model": run_model, "backend": teacher_cfg.backend}
+        return {k: p.get(k) for k in _PROV_KEYS}
+    return of
+

@@ -154,7 +154,7 @@ def item_card(item: dict, dataset: str, content_hash: str, *, focused: bool = Fa
                     f" · `{str(sid).replace('`', '')}`")
         prov = teacher_imports.provenance(bridge.conn(), dataset, synthetic_id=sid)
         if prov:
-            st.caption(_md_safe(provenance_line(prov)))
+            st.text(provenance_line(prov))  # file names and model names are data: plain text
         if item["reviewer"]:
             st.caption(f"Decided by {_md_safe(item['reviewer'])} at {_when(item['decided_at'])}"
                        + (f" — reason: {_md_safe(item['reason'])}" if item.get("reason") else ""))

@@ -192,3 +192,30 @@ def test_synthesis_in_batch_mode_records_the_batch_in_the_provenance(ws, srv):
     p = provenance(conn, "mini", synthetic_id=ids[0])
     assert p["teacher_model"] == "gpt-4o-mini" and p["backend"] == "openai"
     assert p["batch_id"] == by["synthesis"]["remote_id"]
+
+
+def test_offline_request_file_then_result_file_import_replays_with_no_server(ws, tmp_path, capsys):
+    """The vLLM path: write the request file, run it elsewhere (here: the server's reply logic line by
+    line, in the runner's output format), import the results, replay them with the recorded teacher."""
+    from baldistill_core.cli import main as cli_main
+    from baldistill_core.teacher.imports import import_teacher_outputs
+
+    conn = ws
+    req = tmp_path / "requests.jsonl"
+    assert cli_main(["teacher", "batch-file", "mini", "-w", str(tmp_path / "ws"), "--out", str(req),
+                     "--model", "Qwen/Qwen2.5-7B-Instruct"]) == 0
+    assert "20 requests written" in capsys.readouterr().out
+    runner = FakeOpenAI()  # not started: only its reply logic runs, as an offline runner would
+    out = []
+    for line in map(json.loads, req.read_text().splitlines()):
+        assert set(line) == {"custom_id", "method", "url", "body"} and line["url"] == "/v1/chat/completions"
+        status, body, _ = runner.answer(line["body"], line["body"]["messages"][-1]["content"], 1)
+        out.append({"id": f"vllm-{len(out)}", "custom_id": line["custom_id"],
+                    "response": {"status_code": status, "request_id": f"r{len(out)}", "body": body}, "error": None})
+    runner.httpd.server_close()
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in out))
+    rep = import_teacher_outputs(conn, "mini", rationales=tmp_path / "results.jsonl")
+    assert rep.rationales == 20 and rep.rationales_flagged == 0
+    t = build_teacher(TeacherConfig(backend="recorded"), conn, spec=dataset_spec(conn, "mini"), run_id="offline")
+    assert all(a.kept for a in t.annotate(store.examples(conn, "mini")))
+    assert ledger.summary(conn, "offline")["cost_usd"] == 0

@@ -75,6 +75,16 @@ def register(sub, common) -> None:
     ti.add_argument("--json", action="store_true", help="print the result as JSON")
     ti.set_defaults(func=_import_outputs)
 
+    bf = tsub.add_parser("batch-file", parents=[common],
+                         help="write the rationale requests of a dataset as a batch request file (OpenAI batch / "
+                              "vLLM offline runner format), without sending anything")
+    bf.add_argument("dataset")
+    bf.add_argument("--out", required=True, help="the JSONL request file to write")
+    bf.add_argument("--limit", type=int, default=None, help="at most this many examples")
+    bf.add_argument("--domain", default=None, help="only this domain")
+    bf.add_argument("--model", default=None, help=f"{_F['model'].description} (default: {_F['model'].default})")
+    bf.set_defaults(func=_batch_file)
+
     lg = tsub.add_parser("ledger", parents=[common], help="teacher calls, tokens and cost so far")
     lg.add_argument("--run-id", default=None)
     lg.set_defaults(func=_ledger)
@@ -200,4 +210,21 @@ def _import_outputs(args) -> int:
             print(f"synthetic: {rep.synthetic_new} new pending review, {rep.synthetic_updated} updated, "
                   f"{rep.synthetic_kept_reviewed} already reviewed (kept), {rep.synthetic_removed} removed; flagged: "
                   f"{rep.synthetic_near_train} near a train input, {rep.synthetic_flagged} answer disagreement")
+    return 0
+
+
+def _batch_file(args) -> int:
+    from baldistill_core.teacher.batch import write_request_file
+
+    _, conn = open_workspace(args.workspace)
+    spec = dataset_spec(conn, args.dataset)
+    cfg = TeacherConfig(backend="openai", **({"model": args.model} if args.model else {}))
+    teacher = build_teacher(cfg, conn, spec=spec, api_key="not-sent")  # nothing is sent: the key is never used
+    items = store.examples(conn, args.dataset, "train", domain=args.domain, limit=args.limit)
+    if not items:
+        raise ValueError(f"no training examples in {args.dataset!r}" + (f" for domain {args.domain!r}" if args.domain else ""))
+    n = write_request_file(teacher, items, args.out)
+    print(f"{n} requests written to {args.out}; run them, e.g. `python -m vllm.entrypoints.openai.run_batch -i "
+          f"{args.out} -o results.jsonl --model {cfg.model}`, then `baldistill teacher import {args.dataset} "
+          f"--rationales results.jsonl`")
     return 0

@@ -80,6 +80,18 @@ def batches_of_run(conn, run_id: str) -> list[dict]:
                             " ORDER BY created_at DESC", (run_id,))
 
 
+def write_request_file(teacher, items: list[dict], path) -> int:
+    """Write the rationale calls of ``items`` as a batch request file (run it with vLLM's offline
+    runner or any batch API; import its result file with ``baldistill teacher import``)."""
+    from pathlib import Path
+
+    calls = [teacher._rationale_call(it) for it in items]
+    for c in calls:
+        c.key = teacher._key(c)
+    Path(path).write_bytes(request_file(teacher.backend, calls))
+    return len(calls)
+
+
 # ---------------------------------------------------------------- submit, poll, collect
 
 

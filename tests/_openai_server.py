@@ -56,6 +56,7 @@ class FakeOpenAI:
         self.batch_gate.set()
         self.batch_expire_after: int | None = None
         self.batch_line_delay_s = 0.0
+        self.batch_api = True  # False: /v1/files and /v1/batches answer 404 (a server without them)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
@@ -295,6 +296,8 @@ class FakeOpenAI:
                         (server.batch_gate.clear if ctl["batch_hold"] else server.batch_gate.set)()
                     return self._send(200, {"latency_s": server.latency_s, "batch_creations": server.batch_creations})
                 if self.path.startswith(("/v1/batches", "/v1/files")):
+                    if not server.batch_api:
+                        return self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
                     return self._send(*server.batch_post(self.path.split("?")[0], self.headers, raw))
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     return self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})

@@ -219,3 +219,12 @@ def test_offline_request_file_then_result_file_import_replays_with_no_server(ws,
     t = build_teacher(TeacherConfig(backend="recorded"), conn, spec=dataset_spec(conn, "mini"), run_id="offline")
     assert all(a.kept for a in t.annotate(store.examples(conn, "mini")))
     assert ledger.summary(conn, "offline")["cost_usd"] == 0
+
+
+def test_an_endpoint_without_a_batch_api_is_a_clear_error(ws, srv):
+    from baldistill_core.teacher.client import TeacherConfigError
+
+    srv.batch_api = False
+    with pytest.raises(TeacherConfigError, match=r"has no files/batches API .*set teacher.mode: online"):
+        teacher(ws, srv, "b7").annotate(items(ws, "mini", limit=3))
+    assert srv.count() == 0  # no silent fall-back to full-price single calls

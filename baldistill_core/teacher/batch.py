@@ -26,7 +26,7 @@ import time
 
 from baldistill_core import store
 from baldistill_core.teacher import ledger
-from baldistill_core.teacher.backends import Reply, TeacherCallError, reply_of
+from baldistill_core.teacher.backends import Reply, TeacherCallError, TeacherConfigError, _safe, reply_of
 from baldistill_core.teacher.parsing import parse_items
 
 ACTIVE = ("preparing", "validating", "in_progress", "finalizing", "cancelling")
@@ -207,6 +207,23 @@ def _collect(teacher, row: dict, calls, idx) -> dict[int, Reply]:
 def run_batch(teacher, calls, idx: list[int]) -> tuple[dict[int, Reply], str | None]:
     """Send ``calls[i]`` for ``i`` in ``idx`` as one batch (or resume the stored one); returns the
     replies that came back by index, and the endpoint's batch id. Missing indexes: retry them singly."""
+    o = teacher.backend._openai
+    try:
+        return _run_batch(teacher, calls, idx)
+    except (o.AuthenticationError, o.PermissionDeniedError) as e:
+        raise TeacherConfigError(f"the endpoint refused the API key for its batch API (HTTP {e.status_code}); check "
+                                 f"{teacher.cfg.api_key_env}") from None
+    except o.NotFoundError as e:
+        raise TeacherConfigError(
+            f"the endpoint at {teacher.cfg.base_url or 'api.openai.com'} has no files/batches API or lost the batch "
+            f"(HTTP 404: {_safe(e)}); set teacher.mode: online, or write the requests with `baldistill teacher "
+            f"batch-file`, run them offline and import the results") from None
+    except o.APIError as e:
+        raise TeacherCallError(f"batch API error ({type(e).__name__}: {_safe(e)}); the batch id is stored, "
+                               f"Resume continues it without resubmitting") from None
+
+
+def _run_batch(teacher, calls, idx: list[int]) -> tuple[dict[int, Reply], str | None]:
     conn = teacher.conn
     fp = _fingerprint(teacher.run_id, teacher.backend.model, [calls[i].key for i in idx])
     row = _latest(conn, fp)
@@ -227,7 +244,7 @@ def run_batch(teacher, calls, idx: list[int]) -> tuple[dict[int, Reply], str | N
     got = _collect(teacher, row, calls, idx)
     rest = [i for i in idx if i not in got]
     if ours_cancelled and row["status"] == "cancelled" and rest:  # the run was resumed after a cancel
-        more, _ = run_batch(teacher, calls, rest)
+        more, _ = _run_batch(teacher, calls, rest)
         got.update(more)
     return got, row["remote_id"]
 

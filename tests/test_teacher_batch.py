@@ -145,27 +145,10 @@ def test_a_batch_over_the_cost_cap_is_not_submitted(ws, srv):
 
 def test_kill_9_while_polling_then_resume_polls_the_same_batch(tmp_path, srv):
     """A real worker process is killed while it polls; the resumed run never submits a second batch."""
-    from _run_helpers import import_tiny, tiny_config
     from baldistill_core.runs import jobs
     from baldistill_core.runs import records as runs
 
-    ws_, conn = open_workspace(tmp_path / "ws", bundled=False)
-    import_tiny(conn, tmp_path / "data")
-    cfg = tiny_config(method="random_ft_cot", budget=8, stages=1,
-                      teacher=dict(backend="openai", base_url=srv.base_url, mode="batch", batch_poll_s=0.05))
-    run_id = runs.create_run(conn, ws_.runs_dir, cfg)
-    srv.batch_gate.clear()
-    repo = str(Path(__file__).resolve().parent.parent)  # the worker imports this checkout's code
-    proc = jobs.start_worker(ws_, run_id, env={"PYTHONPATH": repo})
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        got = batches_of_run(conn, run_id)
-        if got and got[0]["remote_id"] and got[0]["status"] == "in_progress":
-            break
-        assert proc.poll() is None, [p.read_text()[-2000:] for p in (tmp_path / "ws").glob("runs/*/worker.log")]
-        time.sleep(0.1)
-    else:
-        pytest.fail("the worker never started polling a batch")
+    ws_, conn, run_id, proc = _start_polling_run(tmp_path, srv)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert srv.batch_creations == 1
@@ -228,3 +211,52 @@ def test_an_endpoint_without_a_batch_api_is_a_clear_error(ws, srv):
     with pytest.raises(TeacherConfigError, match=r"has no files/batches API .*set teacher.mode: online"):
         teacher(ws, srv, "b7").annotate(items(ws, "mini", limit=3))
     assert srv.count() == 0  # no silent fall-back to full-price single calls
+
+
+def test_cli_annotate_in_batch_mode(ws, srv, tmp_path, capsys):
+    from baldistill_core.cli import main as cli_main
+
+    code = cli_main(["teacher", "annotate", "mini", "-w", str(tmp_path / "ws"), "--backend", "openai", "--base-url",
+                     srv.base_url, "--mode", "batch", "--batch-poll-s", "0.05", "--limit", "5", "--run-id", "cli-b"])
+    assert code == 0 and "5 of 5 rationales kept" in capsys.readouterr().out
+    assert srv.batch_creations == 1 and srv.count() == 0
+
+
+def _start_polling_run(tmp_path, srv):
+    from _run_helpers import import_tiny, tiny_config
+    from baldistill_core.runs import jobs
+    from baldistill_core.runs import records as runs
+
+    ws_, conn = open_workspace(tmp_path / "ws", bundled=False)
+    import_tiny(conn, tmp_path / "data")
+    cfg = tiny_config(method="random_ft_cot", budget=8, stages=1,
+                      teacher=dict(backend="openai", base_url=srv.base_url, mode="batch", batch_poll_s=0.05))
+    run_id = runs.create_run(conn, ws_.runs_dir, cfg)
+    srv.batch_gate.clear()
+    repo = str(Path(__file__).resolve().parent.parent)  # the worker imports this checkout's code
+    proc = jobs.start_worker(ws_, run_id, env={"PYTHONPATH": repo})
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        got = batches_of_run(conn, run_id)
+        if got and got[0]["remote_id"] and got[0]["status"] == "in_progress":
+            return ws_, conn, run_id, proc
+        assert proc.poll() is None, [p.read_text()[-2000:] for p in (tmp_path / "ws").glob("runs/*/worker.log")]
+        time.sleep(0.1)
+    pytest.fail("the worker never started polling a batch")
+
+
+def test_cancelling_the_run_while_it_polls_cancels_the_batch(tmp_path, srv):
+    from baldistill_core.runs import jobs
+    from baldistill_core.runs import records as runs
+
+    ws_, conn, run_id, proc = _start_polling_run(tmp_path, srv)
+    assert jobs.cancel(conn, run_id, wait_s=30) == "cancelled"
+    assert proc.wait(timeout=30) == 0
+    (remote,) = srv.batches.values()
+    deadline = time.time() + 10
+    while remote["status"] != "cancelled" and time.time() < deadline:
+        time.sleep(0.05)
+    assert remote["status"] == "cancelled" and remote["request_counts"]["completed"] == 0
+    assert batches_of_run(conn, run_id)[0]["status"] == "cancelling"
+    assert runs.get_run(conn, run_id)["status"] == "cancelled" and srv.count() == 0
+    conn.close()

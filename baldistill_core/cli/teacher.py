@@ -29,6 +29,8 @@ def _teacher_args(p) -> None:
     g.add_argument("--timeout-s", type=float, default=None, help=_F["timeout_s"].description)
     g.add_argument("--max-retries", type=int, default=None, help=_F["max_retries"].description)
     g.add_argument("--cost-cap-usd", type=float, default=None, help=_F["cost_cap_usd"].description)
+    g.add_argument("--mode", choices=["online", "batch"], default=None, help=_F["mode"].description)
+    g.add_argument("--batch-poll-s", type=float, default=None, help=_F["batch_poll_s"].description)
     g.add_argument("--budget", type=int, default=None, help="example budget for this command (default: none)")
     g.add_argument("--run-id", default=None, help="account the calls to this run id (ledger / budget)")
     g.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -92,7 +94,7 @@ def register(sub, common) -> None:
 
 def _config(args) -> TeacherConfig:
     over = {k: getattr(args, k) for k in ("backend", "model", "base_url", "api_key_env", "concurrency",
-                                          "timeout_s", "max_retries", "cost_cap_usd")
+                                          "timeout_s", "max_retries", "cost_cap_usd", "mode", "batch_poll_s")
             if getattr(args, k, None) is not None}
     if getattr(args, "no_verify", False):
         over["verify_synthetic"] = False

@@ -335,6 +335,8 @@ def get_dataset(conn: sqlite3.Connection, name: str) -> dict | None:
 
 def delete_dataset(conn: sqlite3.Connection, name: str) -> None:
     with transaction(conn):
+        conn.execute("DELETE FROM teacher_rationales WHERE dataset = ?", (name,))
+        conn.execute("UPDATE teacher_imports SET current = 0 WHERE dataset = ?", (name,))
         conn.execute("DELETE FROM examples WHERE dataset = ?", (name,))
         conn.execute("DELETE FROM datasets WHERE name = ?", (name,))
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from baldistill_core.errors import DataError
-from baldistill_core.teacher.imports import RationaleFields, SyntheticFields, import_teacher_outputs
+from baldistill_core.teacher.imports import RationaleFields, SyntheticFields, import_teacher_outputs, imports_of
 
 _TYPES = ["jsonl", "json", "csv", "tsv", "parquet"]
 
@@ -19,6 +21,12 @@ def import_form(bridge, dataset: str) -> None:
     """Validate both files fully, then import them in one go; on any problem nothing is written."""
     from studio_ui import auth
 
+    past = imports_of(bridge.conn(), dataset)
+    if past:
+        st.dataframe([dict(kind=p["kind"], file=p["file_name"], sha256=p["file_hash"][:12], rows=p["n_rows"],
+                           model=p["teacher_model"], in_use=bool(p["current"]),
+                           imported=time.strftime("%Y-%m-%d %H:%M", time.localtime(p["imported_at"])))
+                      for p in past], hide_index=True, width="stretch", key="teacher_imports")
     if not auth.allowed("operator", "import teacher outputs"):
         return
     st.caption("Rationales (example id, rationale, optional model) become this dataset's recorded teacher: a run "

@@ -64,10 +64,3 @@ def test_home_lists_bundled_datasets_with_licence(page_env):
     _no_errors(at)
     captions = " ".join(c.value for c in at.caption)
     assert "research use only" in captions and "MIT" in captions
-
-
-def test_data_page_offers_the_teacher_outputs_import(page_env):
-    at = _run("pages/data.py", dataset="r52")
-    _no_errors(at)
-    assert any(e.label.startswith("Bring your own teacher outputs") for e in at.expander)
-    assert len(at.get("file_uploader")) >= 2  # the dataset upload's plus the rationales + synthetic ones

@@ -68,3 +68,26 @@ def test_training_page_shows_the_batch_state_and_counts(page_env):
     assert row["batch"] == "batch_abc" and row["status"] == "in_progress"
     assert (row["lines"], row["completed"], row["failed"], row["submitted"]) == (12, 5, 1, 1)
     assert any(c.value.startswith("Teacher batches (1)") for c in at.caption)
+
+
+def test_data_page_lists_the_imports_of_the_dataset(page_env, tmp_path):
+    from baldistill_core.teacher.imports import import_teacher_outputs
+    from baldistill_core.workspace import open_workspace
+
+    _, conn = open_workspace(page_env)
+    f = tmp_path / "r.jsonl"
+    f.write_text(json.dumps({"id": "math-train-00001", "rationale": "So 3. The answer is: \\boxed{3}"}) + "\n")
+    import_teacher_outputs(conn, "math_lt", rationales=f, teacher_model="gpt-4o")
+    at = _run("pages/data.py", dataset="math_lt")
+    _ok(at)
+    table = next(d.value for d in at.dataframe if "sha256" in d.value.columns)
+    row = table.iloc[0].to_dict()
+    assert (row["kind"], row["file"], row["rows"], row["model"], row["in_use"]) == ("rationales", "r.jsonl", 1,
+                                                                                    "gpt-4o", True)
+
+
+def test_data_page_offers_the_teacher_outputs_import(page_env):
+    at = _run("pages/data.py", dataset="r52")
+    _ok(at)
+    assert any(e.label.startswith("Bring your own teacher outputs") for e in at.expander)
+    assert len(at.get("file_uploader")) >= 3  # the dataset upload's two, plus rationales and synthetic

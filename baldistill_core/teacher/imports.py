@@ -334,6 +334,12 @@ def import_teacher_outputs(conn, dataset: str, *, rationales: Source | None = No
     return rep
 
 
+def imports_of(conn, dataset: str) -> list[dict]:
+    """The teacher-output imports of a dataset, newest first (``current`` = the one in use)."""
+    return store.rows(conn, "SELECT id, kind, file_name, file_hash, n_rows, teacher_model, current, imported_at FROM"
+                            " teacher_imports WHERE dataset = ? ORDER BY id DESC", (dataset,))
+
+
 def imported_rationales(conn, dataset: str) -> tuple[dict[str, str], str | None]:
     """({example id: rationale}, sha256 of the current import or None) for a dataset's recorded teacher."""
     cur = _current(conn, dataset, "rationales")

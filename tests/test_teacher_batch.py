@@ -158,6 +158,12 @@ def test_kill_9_while_polling_then_resume_polls_the_same_batch(tmp_path, srv):
     (b,) = batches_of_run(conn, run_id)
     assert srv.batch_creations == 1 and b["submissions"] == 1 and b["status"] == "completed"
     assert srv.count() == 0 and ledger.summary(conn, run_id)["calls"] == 8
+    from baldistill_core.reports import export
+
+    rows = export.distilled_rows(conn, run_id)
+    assert len(rows) == 8 and all(r["provenance"] == {"teacher_model": "gpt-4o-mini", "backend": "openai",
+                                                       "batch_id": b["remote_id"], "source_file": None,
+                                                       "file_hash": None} for r in rows)
     conn.close()
 
 

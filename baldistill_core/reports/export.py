@@ -37,7 +37,12 @@ def distilled_rows(conn, run_id: str, *, tokenizer=None) -> list[dict]:
 
     ctx = RunContext.build(conn, runs.run_config(conn, run_id), tokenizer=tokenizer)
     last = max(ctx.k - 1, 0)
-    prov = export_provenance(conn, ctx.cfg.dataset, ctx.cfg.teacher)
+    batch_of = None
+    if ctx.cfg.teacher.mode == "batch" and ctx.cfg.teacher.backend == "openai":
+        from baldistill_core.teacher.batch import rationale_batch_of
+
+        batch_of = rationale_batch_of(ctx.teacher(run_id=run_id, api_key="not-sent"))  # prompts only, no call
+    prov = export_provenance(conn, ctx.cfg.dataset, ctx.cfg.teacher, batch_of)
     out = []
     for r in picks.training_rows(conn, run_id, ctx.cfg.dataset, last):
         pair = ctx.view.training_pair(r, cot=ctx.method.cot)

@@ -92,6 +92,21 @@ def write_request_file(teacher, items: list[dict], path) -> int:
     return len(calls)
 
 
+def rationale_batch_of(teacher):
+    """A function from a training row (example_id, input, answer, domain) to the endpoint's id of the
+    batch its rationale came back in, or None (for the provenance of exports)."""
+    from baldistill_core.selection.select import duplicate_source
+
+    def of(row: dict) -> str | None:
+        item = {"id": duplicate_source(row["example_id"]), "input": row["input"], "answer": row["answer"],
+                "domain": row["domain"]}
+        got = store.one(teacher.conn, "SELECT b.remote_id FROM teacher_batch_lines l JOIN teacher_batches b ON"
+                                      " b.id = l.batch_id WHERE l.key = ? AND l.status = 'ok' LIMIT 1",
+                        (teacher._key(teacher._rationale_call(item)),))
+        return got["remote_id"] if got else None
+    return of
+
+
 # ---------------------------------------------------------------- submit, poll, collect
 
 

@@ -362,9 +362,10 @@ def provenance(conn, dataset: str, *, synthetic_id: str | None = None, example_i
 _PROV_KEYS = ("teacher_model", "backend", "batch_id", "source_file", "file_hash")
 
 
-def export_provenance(conn, dataset: str, teacher_cfg):
+def export_provenance(conn, dataset: str, teacher_cfg, batch_of=None):
     """A function from a training row (``example_id``, ``kind``) to its provenance dict (fixed keys, for
-    exports): imported rationales name their file + hash, synthetic examples their stored provenance."""
+    exports): imported rationales name their file + hash, synthetic examples their stored provenance;
+    ``batch_of(row)`` gives a rationale's batch id in batch mode (``batch.rationale_batch_of``)."""
     imp = _current(conn, dataset, "rationales") if teacher_cfg.backend == "recorded" else None
     models = dict(conn.execute("SELECT example_id, teacher_model FROM teacher_rationales WHERE dataset = ?",
                                (dataset,)).fetchall()) if imp else {}
@@ -375,7 +376,9 @@ def export_provenance(conn, dataset: str, teacher_cfg):
         if p is None and imp is not None and row["kind"] != "synthetic":
             p = {"teacher_model": models.get(row["example_id"].split("#")[0]), "backend": "import",
                  "source_file": imp["file_name"], "file_hash": imp["file_hash"]}
-        p = p or {"teacher_model": run_model, "backend": teacher_cfg.backend}
+        if p is None:
+            p = {"teacher_model": run_model, "backend": teacher_cfg.backend,
+                 "batch_id": batch_of(row) if batch_of is not None and row["kind"] != "synthetic" else None}
         return {k: p.get(k) for k in _PROV_KEYS}
     return of
 

@@ -77,15 +77,13 @@ class ImportReport:
 Source = str | Path | tuple[str, bytes]
 
 
-def _read(src: Source) -> tuple[str, bytes, list[dict]]:
+def _read(src: Source) -> tuple[str, bytes]:
     if isinstance(src, tuple):
-        name, data = src
-        return name, data, read_table(name, data=data)
+        return src
     p = Path(src)
     if not p.is_file():
         raise DataError(f"{src}: file not found; check the path")
-    data = p.read_bytes()
-    return p.name, data, read_table(p, data=data)
+    return p.name, p.read_bytes()
 
 
 def _where(name: str, r: dict, i: int) -> str:
@@ -255,8 +253,11 @@ def _write_synthetic(conn, dataset, items, imp_id, name, digest, rep: ImportRepo
     old = {r["id"]: r for r in store.rows(
         conn, "SELECT s.id, s.status FROM synthetic s JOIN synthetic_provenance p ON p.synthetic_id = s.id"
               " WHERE s.dataset = ? AND p.import_id IS NOT NULL", (dataset,))}
-    have = {r["id"]: r["status"] for r in store.rows(
-        conn, f"SELECT id, status FROM synthetic WHERE id IN ({','.join('?' * len(ids))})", ids)} if ids else {}
+    have: dict[str, str] = {}
+    for k in range(0, len(ids), 500):  # under SQLite's limit on bound parameters
+        chunk = ids[k:k + 500]
+        have.update((r["id"], r["status"]) for r in store.rows(
+            conn, f"SELECT id, status FROM synthetic WHERE id IN ({','.join('?' * len(chunk))})", chunk))
     gone = [sid for sid, r in old.items() if sid not in set(ids) and r["status"] == "pending"]
     for sid in gone:
         conn.execute("DELETE FROM synthetic WHERE id = ?", (sid,))
@@ -307,13 +308,16 @@ def import_teacher_outputs(conn, dataset: str, *, rationales: Source | None = No
                                      ("synthetic", synthetic, sf, _validate_synthetic)):
         if src is None:
             continue
-        name, data, raw = _read(src)
+        name, data = _read(src)
         digest = _file_hash(data, fields, teacher_model)
         cur = _current(conn, dataset, kind)
-        rows = check(conn, spec, labels, name, raw, fields, teacher_model, problems)
+        if cur is not None and cur["file_hash"] == digest:  # imported already: nothing to check or write
+            plan.append((kind, name, digest, None, True))
+            continue
+        rows = check(conn, spec, labels, name, read_table(name, data=data), fields, teacher_model, problems)
         if not rows and not problems:
             problems.append(f"{name}: no usable rows; the file needs at least one {kind} line")
-        plan.append((kind, name, digest, rows, cur is not None and cur["file_hash"] == digest))
+        plan.append((kind, name, digest, rows, False))
     if problems:
         more = f"\n… and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
         raise DataError(f"{len(problems)} problem(s) in the teacher outputs; nothing was imported:\n"
@@ -321,11 +325,12 @@ def import_teacher_outputs(conn, dataset: str, *, rationales: Source | None = No
     with store.transaction(conn):
         for kind, name, digest, rows, same in plan:
             if kind == "rationales":
-                rep.rationales, rep.rationales_unchanged = len(rows), same
-                rep.rationales_flagged = sum(1 for r in rows if not r["agrees"])
                 if not same:
                     imp = _new_import(conn, dataset, kind, name, digest, len(rows), teacher_model)
                     _write_rationales(conn, dataset, rows, imp)
+                got = store.one(conn, "SELECT COUNT(*) AS n, COALESCE(SUM(1 - agrees), 0) AS flagged FROM"
+                                      " teacher_rationales WHERE dataset = ?", (dataset,))
+                rep.rationales, rep.rationales_flagged, rep.rationales_unchanged = got["n"], got["flagged"], same
             elif same:
                 rep.synthetic_unchanged = True
             else:

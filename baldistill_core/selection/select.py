@@ -155,24 +155,29 @@ def select_stage(alloc: StagePlan, pool: dict[str, list[dict]], *, seed: int, us
             chosen = [(e, None) for e in sorted(rnd.sample(items, k), key=lambda e: e["row"])]
         picks.extend(Pick(e["id"], d, kind, s) for e, s in chosen)
 
-        gap = alloc.fill[d]
-        if not gap:
-            continue
-        if fill == "synthesize":
-            avail = synthetic(d) if synthetic else []
-            for s in avail[:gap]:
-                picks.append(Pick(s["id"], d, "synthetic", rationale=s.get("rationale") or "", kept=1))
-            if len(avail) < gap:
-                sel.synth_short[d] = gap - len(avail)
-        elif fill == "duplicate":
-            sources = [e["id"] for e, _ in chosen] + list((earlier_real or {}).get(d, []))
-            if not sources:
-                sel.notes.append(f"{d}: no real example to duplicate; its gap of {gap} stays unfilled")
-                continue
-            for j in range(gap):
-                src = sources[j % len(sources)]
-                picks.append(Pick(f"{src}{DUP_SEP}{i}-{j}", d, "duplicate"))
+        _fill_gap(sel, d, alloc.fill[d], fill, [e["id"] for e, _ in chosen], synthetic, earlier_real)
     return sel
+
+
+def _fill_gap(sel: StageSelection, d: str, gap: int, fill: str | None, chosen: list[str],
+              synthetic: Callable[[str], list[dict]] | None, earlier_real: dict[str, list[str]] | None) -> None:
+    """Fill a tail domain's gap by the policy's rule: approved synthetic examples or duplicates."""
+    if not gap:
+        return
+    i = sel.allocation.stage
+    if fill == "synthesize":
+        avail = synthetic(d) if synthetic else []
+        for s in avail[:gap]:
+            sel.picks.append(Pick(s["id"], d, "synthetic", rationale=s.get("rationale") or "", kept=1))
+        if len(avail) < gap:
+            sel.synth_short[d] = gap - len(avail)
+    elif fill == "duplicate":
+        sources = chosen + list((earlier_real or {}).get(d, []))
+        if not sources:
+            sel.notes.append(f"{d}: no real example to duplicate; its gap of {gap} stays unfilled")
+            return
+        for j in range(gap):
+            sel.picks.append(Pick(f"{sources[j % len(sources)]}{DUP_SEP}{i}-{j}", d, "duplicate"))
 
 
 def duplicate_source(example_id: str) -> str:

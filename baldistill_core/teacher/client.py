@@ -167,13 +167,11 @@ class Teacher:
                 recs.append(self._record(calls[j], outcomes[j], 0.0))
         return recs, 1 + len(first_of_key.get(calls[i].key, []))
 
-    def _batch(self, calls, misses, first_of_key, outcomes) -> tuple[list[int], int]:
-        from baldistill_core.teacher.batch import execute_batch  # the misses as one batch; returns those left
-
-        return execute_batch(self, calls, misses, first_of_key, outcomes, _Outcome)
-
     def _execute(self, calls: list[_Call], progress: Progress = None) -> list[_Outcome]:
         """Run calls through cache + ledger + budget; outcomes in the order of ``calls``."""
+        # Long on purpose: the cache lookup, the budget reservation, the bounded thread pool and the
+        # ledger write share one loop's state (in-flight set, reservations), and splitting them would
+        # spread the pay-once invariant over several functions.
         for c in calls:
             c.key = self._key(c)
         total = len(calls)
@@ -207,7 +205,8 @@ class Teacher:
         if progress and done:
             progress(done, total)
         if misses and self.cfg.mode == "batch" and getattr(self.backend, "supports_batch", False):
-            misses, n = self._batch(calls, misses, first_of_key, outcomes)
+            from baldistill_core.teacher.batch import execute_batch  # the misses as one batch; returns those left
+            misses, n = execute_batch(self, calls, misses, first_of_key, outcomes, _Outcome)
             done += n
             if progress:
                 progress(done, total)

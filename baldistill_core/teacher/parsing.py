@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Callable
 
 from baldistill_core.task.answers import extract_choice, normalize_answer
+
+_REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|i can(no|')t|i cannot|as an ai\b|i won'?t|sorry,)", re.I)
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 
@@ -128,13 +131,8 @@ def validate_items(raw: list[dict], domain: str, task_type: str, labels: list[st
     return good, rejected
 
 
-# ---------------------------------------------------------------- reply checks (a problem = a failed call, not cached)
-
-_REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|i can(no|')t|i cannot|as an ai\b|i won'?t|sorry,)", re.I)
-
-
 def refusal_check(r) -> str | None:
-    """The problem with a reply (a ``backends.Reply``) that refuses or is empty, else None."""
+    """Why a teacher reply (``backends.Reply``) is unusable as a rationale (refusal, empty), else None."""
     if r.refusal:
         return f"teacher refused: {r.refusal[:160]}"
     if not r.text.strip():
@@ -145,6 +143,7 @@ def refusal_check(r) -> str | None:
 
 
 def synthesis_check(r) -> str | None:
+    """Why a synthesis reply is unusable (refusal, no JSON items), else None."""
     problem = refusal_check(r)
     if problem:
         return problem
@@ -153,7 +152,6 @@ def synthesis_check(r) -> str | None:
     return None
 
 
-def count_items(size: int):
-    """Budget units of a synthesis reply: the items it holds, at most ``size``."""
+def count_items(size: int) -> Callable:
+    """Budget units a synthesis reply used: its parsed items, at most ``size``."""
     return lambda r: min(size, len(parse_items(r.text)))
-

@@ -48,7 +48,8 @@ def _lines(conn, run_id):
 
 
 def test_batch_success_at_half_price_with_a_vllm_compatible_file_the_importer_reads(ws, srv, tmp_path):
-    from baldistill_core.teacher.imports import import_teacher_outputs, imported_rationales
+    from baldistill_core.teacher.imported import imported_rationales
+    from baldistill_core.teacher.imports import import_teacher_outputs
 
     conn = ws
     its = items(conn, "mini", limit=8)

@@ -13,8 +13,8 @@ from baldistill_core.data.loading import dataset_spec, import_dataset
 from baldistill_core.errors import DataError
 from baldistill_core.teacher import ledger
 from baldistill_core.teacher.client import build_teacher
-from baldistill_core.teacher.imports import (RationaleFields, import_teacher_outputs,
-                                             imported_rationales, provenance)
+from baldistill_core.teacher.imported import imported_rationales
+from baldistill_core.teacher.imports import RationaleFields, import_teacher_outputs, provenance
 from baldistill_core.workspace import open_workspace
 
 LABELS = ["acq", "earn", "tin"]

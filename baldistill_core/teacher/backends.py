@@ -207,7 +207,7 @@ def recorded_synthetic_rows(path: str | Path) -> list[dict]:
 
 @register("recorded")
 class RecordedBackend:
-    """Replays the rationales imported for the dataset (``teacher.imports``), else its bundled
+    """Replays the rationales imported for the dataset (``teacher.imported``), else its bundled
     ``recorded_rationales`` (by train id), and ``recorded_synthetic`` (file order per domain,
     never the same row twice for one backend instance, skipping inputs the caller says exist)."""
 
@@ -224,7 +224,7 @@ class RecordedBackend:
         self.spec = spec
         self._rationales: dict[str, str] | None = None
         if conn is not None:  # rationales imported for this dataset replace the bundled ones
-            from baldistill_core.teacher.imports import imported_rationales
+            from baldistill_core.teacher.imported import imported_rationales
 
             got, digest = imported_rationales(conn, spec.name)
             if digest is not None:  # a newer import is a different model: its cache keys differ

@@ -35,6 +35,7 @@ from baldistill_core.errors import DataError
 from baldistill_core.synthetic.synthesis import NearDupIndex, shingles, synthetic_id
 from baldistill_core.task.answers import extract_answer, is_correct
 from baldistill_core.teacher.batch import is_result_file, rationale_rows, synthetic_rows
+from baldistill_core.teacher.imported import current_import as _current
 from baldistill_core.teacher.parsing import norm_input, validate_items
 
 MAX_PROBLEMS = 20
@@ -225,11 +226,6 @@ def _validate_synthetic(conn, spec, labels, name, raw, fields: SyntheticFields, 
 # ---------------------------------------------------------------- writing
 
 
-def _current(conn, dataset: str, kind: str) -> dict | None:
-    return store.one(conn, "SELECT * FROM teacher_imports WHERE dataset = ? AND kind = ? AND current = 1"
-                           " ORDER BY id DESC LIMIT 1", (dataset, kind))
-
-
 def _new_import(conn, dataset, kind, name, digest, n, model) -> int:
     conn.execute("UPDATE teacher_imports SET current = 0 WHERE dataset = ? AND kind = ?", (dataset, kind))
     cur = conn.execute("INSERT INTO teacher_imports(dataset, kind, file_name, file_hash, n_rows, teacher_model,"
@@ -343,15 +339,6 @@ def imports_of(conn, dataset: str) -> list[dict]:
     """The teacher-output imports of a dataset, newest first (``current`` = the one in use)."""
     return store.rows(conn, "SELECT id, kind, file_name, file_hash, n_rows, teacher_model, current, imported_at FROM"
                             " teacher_imports WHERE dataset = ? ORDER BY id DESC", (dataset,))
-
-
-def imported_rationales(conn, dataset: str) -> tuple[dict[str, str], str | None]:
-    """({example id: rationale}, sha256 of the current import or None) for a dataset's recorded teacher."""
-    cur = _current(conn, dataset, "rationales")
-    if cur is None:
-        return {}, None
-    got = conn.execute("SELECT example_id, rationale FROM teacher_rationales WHERE dataset = ?", (dataset,))
-    return {r[0]: r[1] for r in got}, cur["file_hash"]
 
 
 def provenance(conn, dataset: str, *, synthetic_id: str | None = None, example_id: str | None = None) -> dict | None:

@@ -59,6 +59,7 @@ class FakeOpenAI:
         self.batch_api = True  # False: /v1/files and /v1/batches answer 404 (a server without them)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.httpd.daemon_threads = True
+        self.httpd.handle_error = self._handle_error
         self.port = self.httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -70,6 +71,14 @@ class FakeOpenAI:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def _handle_error(self, request, client_address) -> None:
+        import sys
+        import traceback
+
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return  # a client killed mid-request (the kill -9 tests): nothing to report
+        traceback.print_exc()
 
     # ------------------------------------------------------------ counting helpers
 

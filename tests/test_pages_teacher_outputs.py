@@ -91,3 +91,13 @@ def test_data_page_offers_the_teacher_outputs_import(page_env):
     _ok(at)
     assert any(e.label.startswith("Bring your own teacher outputs") for e in at.expander)
     assert len(at.get("file_uploader")) >= 3  # the dataset upload's two, plus rationales and synthetic
+
+
+def test_training_form_offers_batch_mode_for_the_openai_teacher(page_env):
+    at = _run("pages/training.py", dataset="math_lt")
+    _ok(at)
+    at.selectbox(key="train_teacher").select("openai").run()
+    at.selectbox(key="train_tmode").select("batch").run()
+    _ok(at)
+    code = at.code[0].value
+    assert "backend: openai" in code and "mode: batch" in code

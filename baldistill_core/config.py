@@ -87,6 +87,16 @@ class TeacherConfig(_Strict):
     price_out_per_mtok: float = Field(0.60, ge=0, description="USD per million output tokens (for the cost estimate).")
     cost_cap_usd: float | None = Field(None, ge=0, description="Stop the run cleanly once this much is spent.")
     verify_synthetic: bool = Field(True, description="Teacher re-solves each synthetic input blind; keep agreement.")
+    mode: Literal["online", "batch"] = Field(
+        "online", description="online = one request per call; batch = a stage's calls go as one batch file through "
+        "the endpoint's files + batches API (openai backend; about half the price, results within the window)."
+    )
+    batch_price_factor: float = Field(
+        0.5, ge=0, le=1, description="Batch price as a fraction of the per-call prices above (OpenAI, Anthropic and "
+        "OpenRouter batches: 0.5)."
+    )
+    batch_poll_s: float = Field(30.0, gt=0, le=3600, description="Seconds between two status polls of a batch.")
+    batch_window: str = Field("24h", description="completion_window sent with a batch (OpenAI accepts 24h).")
 
     @field_validator("api_key_env")
     @classmethod

@@ -195,6 +195,26 @@ CREATE TABLE IF NOT EXISTS stage_details (
     PRIMARY KEY (run_id, stage)
 );
 
+-- Imported teacher outputs and batch calls (owned by teacher.imports / teacher.batch). An import row per
+-- file (the ``current`` one per dataset and kind is replayed); ``agrees`` = the rationale ends at the gold
+-- answer; a batch row holds the endpoint's batch id before polling, so a restarted worker never resubmits.
+CREATE TABLE IF NOT EXISTS teacher_imports (id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('rationales', 'synthetic')), file_name TEXT NOT NULL,
+    file_hash TEXT NOT NULL, n_rows INTEGER NOT NULL, teacher_model TEXT, current INTEGER NOT NULL DEFAULT 1,
+    imported_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS teacher_rationales (dataset TEXT NOT NULL, example_id TEXT NOT NULL,
+    rationale TEXT NOT NULL, teacher_model TEXT, predicted TEXT, agrees INTEGER NOT NULL,
+    import_id INTEGER NOT NULL, line INTEGER, PRIMARY KEY (dataset, example_id));
+CREATE TABLE IF NOT EXISTS synthetic_provenance (synthetic_id TEXT PRIMARY KEY, teacher_model TEXT,
+    backend TEXT, batch_id TEXT, import_id INTEGER, source_file TEXT, file_hash TEXT, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS teacher_batches (id TEXT PRIMARY KEY, run_id TEXT, purpose TEXT NOT NULL,
+    model TEXT NOT NULL, remote_id TEXT, input_file_id TEXT, output_file_id TEXT, error_file_id TEXT,
+    status TEXT NOT NULL, n_lines INTEGER NOT NULL, n_completed INTEGER NOT NULL DEFAULT 0,
+    n_failed INTEGER NOT NULL DEFAULT 0, submissions INTEGER NOT NULL DEFAULT 0, error TEXT,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS teacher_batch_lines (batch_id TEXT NOT NULL, custom_id TEXT NOT NULL,
+    key TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', error TEXT, PRIMARY KEY (batch_id, custom_id));
+
 -- IFD scores, cached by student checkpoint + example + variant.
 CREATE TABLE IF NOT EXISTS ifd_cache (
     checkpoint TEXT NOT NULL,
@@ -290,6 +310,8 @@ def get_dataset(conn: sqlite3.Connection, name: str) -> dict | None:
 
 def delete_dataset(conn: sqlite3.Connection, name: str) -> None:
     with transaction(conn):
+        conn.execute("DELETE FROM teacher_rationales WHERE dataset = ?", (name,))
+        conn.execute("UPDATE teacher_imports SET current = 0 WHERE dataset = ?", (name,))
         conn.execute("DELETE FROM examples WHERE dataset = ?", (name,))
         conn.execute("DELETE FROM datasets WHERE name = ?", (name,))
 

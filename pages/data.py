@@ -4,7 +4,7 @@ import streamlit as st
 
 from baldistill_core.config import RunConfig
 from baldistill_core.selection.policy import POLICIES
-from studio_ui import admin, bridge, charts
+from studio_ui import admin, bridge, charts, teacher_import
 
 st.title("Data")
 dataset = bridge.current_dataset()
@@ -17,6 +17,9 @@ with st.expander("Upload a dataset", expanded=dataset is None):
 if dataset is None:
     st.info("No dataset in this workspace yet. Upload one above, or restart with the bundled demos.")
     st.stop()
+
+with st.expander("Bring your own teacher outputs (rationales, synthetic examples)"):
+    teacher_import.import_form(bridge, dataset)
 
 info = bridge.dataset_info(dataset)
 h = info["content_hash"]

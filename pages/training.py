@@ -11,6 +11,7 @@ import streamlit as st
 from baldistill_core.runs import jobs
 from baldistill_core.reports import monitor
 from baldistill_core.runs import records as runs
+from baldistill_core.teacher import batch as teacher_batch
 from studio_ui import admin, auth, bridge, review_views, run_views, teacher_form
 
 st.title("Training")
@@ -147,6 +148,14 @@ def live_panel(run_id: str) -> None:
                            kept=s["kept"], dropped=s["dropped"],
                            seconds=round(s["finished_at"] - s["started_at"]) if s["finished_at"] and s["started_at"]
                            else None) for s in snap.stages], hide_index=True, width="stretch")
+    if snap.config.teacher.mode == "batch":
+        batches = teacher_batch.batches_of_run(bridge.conn(), run_id)
+        st.caption(f"Teacher batches ({len(batches)}): one per stage's calls, polled every "
+                   f"{snap.config.teacher.batch_poll_s:g} s; failed lines are retried one by one.")
+        if batches:
+            st.dataframe([dict(batch=b["remote_id"] or "(uploading)", purpose=b["purpose"], status=b["status"],
+                               lines=b["n_lines"], completed=b["n_completed"], failed=b["n_failed"],
+                               submitted=b["submissions"]) for b in batches], hide_index=True, width="stretch")
     st.caption(f"Log (last {len(snap.logs)} lines) · updated {time.strftime('%H:%M:%S')}")
     st.code("\n".join(f"{time.strftime('%H:%M:%S', time.localtime(r['at']))} {r['level']:<7} {r['message']}"
                       for r in snap.logs) or "(no log lines yet)", language=None)

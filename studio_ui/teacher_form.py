@@ -34,7 +34,10 @@ def teacher_fields(key: str, *, initial: dict | None = None) -> dict:
         teacher["model"] = t3.text_input("Teacher model", value=initial.get("model", _default("model")),
                                          key=f"{key}_tmodel", help=TEACHER_F["model"].description)
     if backend == "openai":
-        u1, u2 = st.columns(2)
+        u1, u2, u3 = st.columns(3)
+        modes = list(get_args(TEACHER_F["mode"].annotation))
+        teacher["mode"] = u3.selectbox("Teacher calls", modes, index=modes.index(initial.get("mode", _default("mode"))),
+                                       key=f"{key}_tmode", help=TEACHER_F["mode"].description)
         teacher["base_url"] = u1.text_input("Endpoint base URL", value=initial.get("base_url") or "",
                                             key=f"{key}_url", help=TEACHER_F["base_url"].description) or None
         teacher["api_key_env"] = u2.text_input("API key variable",

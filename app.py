@@ -25,9 +25,21 @@ PAGES = [
 ]
 
 pages = [
-    st.Page(str(HERE / "pages" / f), title=title, icon=icon, url_path=url, default=(i == 0))
-    for i, (f, title, icon, url) in enumerate(p for p in PAGES if (HERE / "pages" / p[0]).exists())
+    st.Page(str(HERE / "pages" / f), title=title, icon=icon, url_path=url)
+    for f, title, icon, url in PAGES if (HERE / "pages" / f).exists()
 ]
+
+
+HOME = pages[0]
+
+
+def _root() -> None:
+    # Streamlit serves its default page at "/" only, so a default Home answered "/home" with "Page not
+    # found". The default is this hidden page instead: it sends "/" on to Home at its own URL.
+    st.switch_page(HOME, query_params=st.query_params.to_dict())
+
+
+pages.insert(0, st.Page(_root, title="Start", url_path="start", default=True, visibility="hidden"))
 if auth.current_user() is None:
     # Not signed in: no page list, no page runs; only the login form.
     st.navigation(pages, position="hidden")

@@ -87,6 +87,16 @@ class TeacherConfig(_Strict):
     price_out_per_mtok: float = Field(0.60, ge=0, description="USD per million output tokens (for the cost estimate).")
     cost_cap_usd: float | None = Field(None, ge=0, description="Stop the run cleanly once this much is spent.")
     verify_synthetic: bool = Field(True, description="Teacher re-solves each synthetic input blind; keep agreement.")
+    mode: Literal["online", "batch"] = Field(
+        "online", description="online = one request per call; batch = a stage's calls go as one batch file through "
+        "the endpoint's files + batches API (openai backend; about half the price, results within the window)."
+    )
+    batch_price_factor: float = Field(
+        0.5, ge=0, le=1, description="Batch price as a fraction of the per-call prices above (OpenAI, Anthropic and "
+        "OpenRouter batches: 0.5)."
+    )
+    batch_poll_s: float = Field(30.0, gt=0, le=3600, description="Seconds between two status polls of a batch.")
+    batch_window: str = Field("24h", description="completion_window sent with a batch (OpenAI accepts 24h).")
 
     @field_validator("api_key_env")
     @classmethod
@@ -200,7 +210,20 @@ class MapConfig(_Strict):
     umap_min_dist: float = Field(0.1, ge=0, le=1, description="UMAP min_dist (how tightly points pack).")
     random_state: int = Field(42, description="Seed of the UMAP layout (fixed so the map is reproducible).")
     min_cluster_size: int | None = Field(
-        None, ge=2, description="HDBSCAN min_cluster_size; empty = about 1% of the points (at least 10)."
+        None, ge=2, description="HDBSCAN min_cluster_size; empty = about 1% of the points, at least 10 and at most "
+                                "200 (so a large pool's tail topics are not merged into one cluster)."
+    )
+    cluster_sample: int = Field(
+        30_000, ge=100, description="Above this many points HDBSCAN runs on a seeded sample of this size and every "
+                                    "other point takes the cluster of its nearest sampled point (KD-tree)."
+    )
+    umap_fit_sample: int = Field(
+        50_000, ge=100, description="Above this many points UMAP is fitted on a seeded sample of this size and "
+                                    "the other points are placed with its transform."
+    )
+    max_points: int = Field(
+        200_000, ge=1000, description="Points the Map page draws at most: above it, a stratified sample that keeps "
+                                      "every point of small (tail) domains and samples the large ones."
     )
     keywords_per_cluster: int = Field(3, ge=1, le=10, description="Top TF-IDF terms used to name a cluster.")
     hover_chars: int = Field(200, ge=20, description="Characters of each text shown on hover.")

@@ -4,17 +4,22 @@ import streamlit as st
 
 from baldistill_core.config import RunConfig
 from baldistill_core.selection.policy import POLICIES
-from studio_ui import bridge, charts
+from studio_ui import admin, bridge, charts, teacher_import
 
 st.title("Data")
 dataset = bridge.current_dataset()
 
+charts.show_upload_flash()
+admin.show_flash()
 with st.expander("Upload a dataset", expanded=dataset is None):
     charts.upload_form(bridge)
 
 if dataset is None:
     st.info("No dataset in this workspace yet. Upload one above, or restart with the bundled demos.")
     st.stop()
+
+with st.expander("Bring your own teacher outputs (rationales, synthetic examples)"):
+    teacher_import.import_form(bridge, dataset)
 
 info = bridge.dataset_info(dataset)
 h = info["content_hash"]
@@ -66,6 +71,8 @@ for ex in bridge.examples(dataset, domain, page_size, (page - 1) * page_size):
     with right.container(border=True):
         st.caption(f"`{ex['id']}` · answer: **{ex['answer']}**")
         st.text(ex["input"][:1500])
+
+admin.dataset_panel(dataset)
 
 if info["spec"].get("licence"):
     st.caption(f"Source: {info['spec'].get('source') or 'uploaded'} · Licence: {info['spec']['licence']}")

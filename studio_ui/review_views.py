@@ -14,6 +14,7 @@ import streamlit as st
 
 from baldistill_core.synthetic import nearest
 from baldistill_core.synthetic import review
+from baldistill_core.teacher import imports as teacher_imports
 from studio_ui import auth, bridge
 
 REJECT_REASONS = ["wrong answer", "off-topic for the domain", "near-duplicate of a real example",
@@ -129,6 +130,16 @@ def neighbours(dataset: str, content_hash: str, domain: str, text: str, k: int =
     return _nearest_index(dataset, content_hash, domain).query(text, k), "TF-IDF"
 
 
+def provenance_line(p: dict) -> str:
+    """Where a synthetic example came from: teacher model, backend, batch id or import file + hash."""
+    parts = [f"teacher {p.get('teacher_model') or 'unknown model'}", f"via {p.get('backend') or '—'}"]
+    if p.get("batch_id"):
+        parts.append(f"batch {p['batch_id']}")
+    if p.get("source_file"):
+        parts.append(f"file {p['source_file']} (sha256 {str(p.get('file_hash') or '')[:12]})")
+    return "Provenance: " + " · ".join(parts) + f" · {_when(p.get('at'))}"
+
+
 def _when(t: float | None) -> str:
     return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else "—"
 
@@ -141,6 +152,9 @@ def item_card(item: dict, dataset: str, content_hash: str, *, focused: bool = Fa
         st.markdown(f":{color}-badge[{label}] &nbsp; domain **{_md_safe(item['domain'])}** · "
                     f"{'run ' + _md_safe(item['run_id']) + ' stage ' + str(item['stage']) if item['run_id'] else 'imported recording'}"
                     f" · `{str(sid).replace('`', '')}`")
+        prov = teacher_imports.provenance(bridge.conn(), dataset, synthetic_id=sid)
+        if prov:
+            st.text(provenance_line(prov))  # file names and model names are data: plain text
         if item["reviewer"]:
             st.caption(f"Decided by {_md_safe(item['reviewer'])} at {_when(item['decided_at'])}"
                        + (f" — reason: {_md_safe(item['reason'])}" if item.get("reason") else ""))

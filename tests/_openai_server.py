@@ -11,15 +11,24 @@ are canned but follow what the request asks, steered by markers inside the examp
 * ``[[garbage]]`` a reply that is not JSON (for synthesis) and has no answer
 * ``[[fence]]``   synthesis JSON wrapped in prose and a ```json fence
 * ``[[solve:X]]`` the blind (verification) answer is X
+* ``[[batchfail]]`` that line of a batch fails (HTTP 500 in the error file); a single call succeeds
 
 Rationale prompts are answered with the gold answer found in the prompt; synthesis prompts with
 the number of items asked for. ``latency_s`` adds a delay to every request (bench).
+
+Batch API (``/v1/files``, ``/v1/batches``): an uploaded JSONL request file is run line by line in a
+thread with the same replies (``[[500]]`` lines land in the error file). ``batch_gate`` (an Event,
+open by default) holds processing while cleared; ``batch_expire_after`` = N expires a batch after N
+lines; ``batch_creations`` counts ``POST /v1/batches`` (a resumed worker must not add one).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import uuid
+from email.parser import BytesParser
+from email.policy import default as _email_policy
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,8 +49,17 @@ class FakeOpenAI:
         self.inflight = 0
         self.max_inflight = 0
         self.synth_counter = 0
+        self.files: dict[str, dict] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_creations = 0
+        self.batch_gate = threading.Event()
+        self.batch_gate.set()
+        self.batch_expire_after: int | None = None
+        self.batch_line_delay_s = 0.0
+        self.batch_api = True  # False: /v1/files and /v1/batches answer 404 (a server without them)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.httpd.daemon_threads = True
+        self.httpd.handle_error = self._handle_error
         self.port = self.httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -53,6 +71,14 @@ class FakeOpenAI:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def _handle_error(self, request, client_address) -> None:
+        import sys
+        import traceback
+
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return  # a client killed mid-request (the kill -9 tests): nothing to report
+        traceback.print_exc()
 
     # ------------------------------------------------------------ counting helpers
 
@@ -97,6 +123,135 @@ class FakeOpenAI:
         ans = m.group(1) if m else "unknown"
         return f"Solving it blind. The answer is: {ans}", None
 
+    def answer(self, body: dict, user: str, attempt: int):
+        if self.reject_json_schema and body.get("response_format", {}).get("type") == "json_schema":
+            return 400, {"error": {"message": "response_format json_schema is not supported by this server",
+                                   "type": "invalid_request_error", "param": "response_format"}}, {}
+        if "[[401]]" in user:
+            return 401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                                   "code": "invalid_api_key"}}, {}
+        if "[[500]]" in user:
+            return 500, {"error": {"message": "internal error", "type": "server_error"}}, {}
+        if "[[429]]" in user and attempt == 0:
+            return 429, {"error": {"message": "Rate limit reached", "type": "rate_limit_error",
+                                   "code": "rate_limit_exceeded"}}, {"Retry-After": "0"}
+        text, refusal = self._reply_text(body)
+        prompt_tokens = sum(len(m["content"]) // 4 for m in body["messages"])
+        completion_tokens = max(1, len(text) // 4)
+        return 200, {
+            "id": f"chatcmpl-{int(time.time() * 1e6)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": refusal},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }, {}
+
+    # ------------------------------------------------------------ batch API
+
+    def _batch_obj(self, b: dict) -> dict:
+        return {k: v for k, v in b.items() if not k.startswith("_")}
+
+    def create_batch(self, req: dict) -> tuple[int, dict]:
+        f = self.files.get(req.get("input_file_id"))
+        if f is None:
+            return 404, {"error": {"message": "input file not found", "type": "invalid_request_error"}}
+        now = int(time.time())
+        lines = [json.loads(x) for x in f["data"].decode().splitlines() if x.strip()]
+        b = {"id": f"batch_{uuid.uuid4().hex[:20]}", "object": "batch", "endpoint": req.get("endpoint"),
+             "errors": None, "input_file_id": f["id"], "completion_window": req.get("completion_window", "24h"),
+             "status": "validating", "output_file_id": None, "error_file_id": None, "created_at": now,
+             "in_progress_at": None, "expires_at": now + 86400, "finalizing_at": None, "completed_at": None,
+             "failed_at": None, "expired_at": None, "cancelling_at": None, "cancelled_at": None,
+             "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+             "metadata": req.get("metadata") or None, "_lines": lines}
+        with self.lock:
+            self.batches[b["id"]] = b
+            self.batch_creations += 1
+        threading.Thread(target=self._process_batch, args=(b,), daemon=True).start()
+        return 200, self._batch_obj(b)
+
+    def _put_file(self, data: bytes, filename: str, purpose: str) -> dict:
+        f = {"id": f"file-{uuid.uuid4().hex[:20]}", "object": "file", "bytes": len(data),
+             "created_at": int(time.time()), "filename": filename, "purpose": purpose, "status": "processed"}
+        with self.lock:
+            self.files[f["id"]] = {**f, "data": data}
+        return f
+
+    def _process_batch(self, b: dict) -> None:
+        b["status"], b["in_progress_at"] = "in_progress", int(time.time())
+        out, err = [], []
+        for n, line in enumerate(b["_lines"]):
+            while not self.batch_gate.wait(0.05):
+                if b["status"] == "cancelling":
+                    break
+            if b["status"] == "cancelling" or (self.batch_expire_after is not None and n >= self.batch_expire_after):
+                break
+            if self.batch_line_delay_s:
+                time.sleep(self.batch_line_delay_s)
+            body = line["body"]
+            user = body["messages"][-1]["content"]
+            status, obj, _ = (500, {"error": {"message": "batch worker lost", "type": "server_error"}}, None) \
+                if "[[batchfail]]" in user else self.answer(body, user, 1)
+            row = {"id": f"batch_req_{uuid.uuid4().hex[:12]}", "custom_id": line["custom_id"],
+                   "response": {"status_code": status, "request_id": uuid.uuid4().hex[:12], "body": obj},
+                   "error": None}
+            (out if status == 200 else err).append(row)
+            b["request_counts"]["completed" if status == 200 else "failed"] += 1
+        if out:
+            b["output_file_id"] = self._put_file("".join(json.dumps(r) + "\n" for r in out).encode(),
+                                                 "batch_output.jsonl", "batch_output")["id"]
+        if err:
+            b["error_file_id"] = self._put_file("".join(json.dumps(r) + "\n" for r in err).encode(),
+                                                "batch_errors.jsonl", "batch_output")["id"]
+        now = int(time.time())
+        if b["status"] == "cancelling":
+            b["status"], b["cancelled_at"] = "cancelled", now
+        elif self.batch_expire_after is not None and len(out) + len(err) < len(b["_lines"]):
+            b["status"], b["expired_at"] = "expired", now
+        else:
+            b["status"], b["completed_at"] = "completed", now
+
+    def batch_get(self, path: str) -> tuple[int, dict | bytes]:
+        parts = path.strip("/").split("/")  # v1 batches [id] | v1 files id [content]
+        if parts[1] == "batches":
+            if len(parts) == 2:
+                data = [self._batch_obj(b) for b in reversed(list(self.batches.values()))]
+                return 200, {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+                             "last_id": data[-1]["id"] if data else None, "has_more": False}
+            b = self.batches.get(parts[2])
+            return (200, self._batch_obj(b)) if b else (404, {"error": {"message": "no such batch"}})
+        f = self.files.get(parts[2])
+        if f is None:
+            return 404, {"error": {"message": "no such file", "type": "invalid_request_error"}}
+        return 200, (f["data"] if parts[-1] == "content" else {k: v for k, v in f.items() if k != "data"})
+
+    def batch_post(self, path: str, headers, raw: bytes) -> tuple[int, dict]:
+        parts = path.strip("/").split("/")
+        if parts[1] == "files":
+            msg = BytesParser(policy=_email_policy).parsebytes(
+                b"Content-Type: " + headers.get("Content-Type", "").encode() + b"\r\n\r\n" + raw)
+            fields = {p.get_param("name", header="content-disposition"): p for p in msg.iter_parts()}
+            if "file" not in fields:
+                return 400, {"error": {"message": "no file part", "type": "invalid_request_error"}}
+            purpose = fields["purpose"].get_payload(decode=True).decode() if "purpose" in fields else "batch"
+            return 200, self._put_file(fields["file"].get_payload(decode=True),
+                                       fields["file"].get_filename() or "upload.jsonl", purpose)
+        if len(parts) == 2:
+            return self.create_batch(json.loads(raw))
+        b = self.batches.get(parts[2])
+        if b is None:
+            return 404, {"error": {"message": "no such batch"}}
+        if b["status"] in ("validating", "in_progress"):
+            b["status"], b["cancelling_at"] = "cancelling", int(time.time())
+        return 200, self._batch_obj(b)
+
     def _handler(self):
         server = self
 
@@ -120,21 +275,39 @@ class FakeOpenAI:
                 except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
                     pass
 
+            def _send_bytes(self, data: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_GET(self):  # noqa: N802
+                if self.path.startswith(("/v1/batches", "/v1/files/")):
+                    status, obj = server.batch_get(self.path.split("?")[0])
+                    return self._send_bytes(obj) if isinstance(obj, bytes) else self._send(status, obj)
                 if self.path.rstrip("/") != "/stats":
                     return self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
                 with server.lock:
                     by: dict[str, int] = {}
                     for h in server.hits:
                         by[str(h["status"])] = by.get(str(h["status"]), 0) + 1
-                    self._send(200, {"by_status": by, "max_inflight": server.max_inflight})
+                    self._send(200, {"by_status": by, "max_inflight": server.max_inflight,
+                                     "batch_creations": server.batch_creations})
 
             def do_POST(self):  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 if self.path.rstrip("/") == "/control":
-                    server.latency_s = float(json.loads(raw).get("latency_s", server.latency_s))
-                    return self._send(200, {"latency_s": server.latency_s})
+                    ctl = json.loads(raw)
+                    server.latency_s = float(ctl.get("latency_s", server.latency_s))
+                    if "batch_hold" in ctl:
+                        (server.batch_gate.clear if ctl["batch_hold"] else server.batch_gate.set)()
+                    return self._send(200, {"latency_s": server.latency_s, "batch_creations": server.batch_creations})
+                if self.path.startswith(("/v1/batches", "/v1/files")):
+                    if not server.batch_api:
+                        return self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+                    return self._send(*server.batch_post(self.path.split("?")[0], self.headers, raw))
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     return self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
                 body = json.loads(raw)
@@ -151,43 +324,13 @@ class FakeOpenAI:
                         delay += float(m.group(1))
                     if delay:
                         time.sleep(delay)
-                    status, obj, headers = self._answer(body, user, attempt)
+                    status, obj, headers = server.answer(body, user, attempt)
                 finally:
                     with server.lock:
                         server.inflight -= 1
                         server.hits.append({"status": status, "user": user,
                                             "auth": self.headers.get("Authorization")})
                 self._send(status, obj, headers)
-
-            def _answer(self, body, user, attempt):
-                if server.reject_json_schema and body.get("response_format", {}).get("type") == "json_schema":
-                    return 400, {"error": {"message": "response_format json_schema is not supported by this server",
-                                           "type": "invalid_request_error", "param": "response_format"}}, {}
-                if "[[401]]" in user:
-                    return 401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
-                                           "code": "invalid_api_key"}}, {}
-                if "[[500]]" in user:
-                    return 500, {"error": {"message": "internal error", "type": "server_error"}}, {}
-                if "[[429]]" in user and attempt == 0:
-                    return 429, {"error": {"message": "Rate limit reached", "type": "rate_limit_error",
-                                           "code": "rate_limit_exceeded"}}, {"Retry-After": "0"}
-                text, refusal = server._reply_text(body)
-                prompt_tokens = sum(len(m["content"]) // 4 for m in body["messages"])
-                completion_tokens = max(1, len(text) // 4)
-                return 200, {
-                    "id": f"chatcmpl-{int(time.time() * 1e6)}",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": body.get("model", "fake"),
-                    "choices": [{
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text, "refusal": refusal},
-                        "logprobs": None,
-                        "finish_reason": "stop",
-                    }],
-                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                              "total_tokens": prompt_tokens + completion_tokens},
-                }, {}
 
         return Handler
 
@@ -226,6 +369,14 @@ class ServerProcess:
 
     def set_latency(self, latency_s: float) -> None:
         self._call("/control", {"latency_s": latency_s})
+
+    def hold_batches(self, hold: bool) -> None:
+        """While held, submitted batches stay in progress (nothing is processed)."""
+        self._call("/control", {"batch_hold": hold})
+
+    @property
+    def batch_creations(self) -> int:
+        return self._call("/stats")["batch_creations"]
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -38,7 +38,9 @@ def register(sub, common) -> None:
     ls.set_defaults(func=_list)
     for name, fn, hlp in (("show", _show, "status, stages, spend, metrics and log tail of a run"),
                           ("cancel", _cancel, "cancel a run (its worker stops at the next step)"),
-                          ("resume", _resume, "resume an interrupted, failed, cancelled or review-waiting run")):
+                          ("resume", _resume, "resume an interrupted, failed, cancelled or review-waiting run"),
+                          ("delete", _delete, "delete a stopped run: its rows and folder (adapters included)"),
+                          ("rename", _rename, "change a run's display name")):
         q = rsub.add_parser(name, parents=[common], help=hlp)
         q.add_argument("run_id")
         if name == "cancel":
@@ -46,6 +48,13 @@ def register(sub, common) -> None:
             q.add_argument("--kill", action="store_true", help="terminate the worker if it has not stopped by then")
         if name == "resume":
             q.add_argument("--foreground", action="store_true", help="run in this process instead of a worker")
+            q.add_argument("--teacher", action="append", default=[], metavar="KEY=VALUE",
+                           help="resume with another teacher, e.g. --teacher backend=openai --teacher "
+                                "model=gpt-4o-mini (recorded in the run's log)")
+        if name == "delete":
+            q.add_argument("--yes", action="store_true", help="confirm the deletion")
+        if name == "rename":
+            q.add_argument("name")
         if name == "show":
             q.add_argument("--json", action="store_true")
         q.set_defaults(func=fn)
@@ -118,6 +127,10 @@ def _run(args) -> int:
         print(f"run {run_id} started in the background (pid {proc.pid}); follow it with "
               f"`baldistill runs show {run_id}`")
         return 0
+    from baldistill_core.teacher.preflight import check_teacher
+
+    for w in check_teacher(conn, cfg).raise_if_blocked():
+        print(f"warning: {w}")
     run_id = runs.create_run(conn, ws.runs_dir, cfg)
     print(f"run {run_id}: folder {ws.runs_dir / run_id}", flush=True)
     code = jobs.run_worker(ws, conn, run_id, echo=lambda m: print(m, flush=True))
@@ -196,13 +209,49 @@ def _resume(args) -> int:
     from baldistill_core.runs import records as runs
 
     ws, conn = open_workspace(args.workspace)
+    teacher = None
+    if args.teacher:
+        from baldistill_core.config import TeacherConfig
+
+        current = runs.run_config(conn, args.run_id).teacher.model_dump()
+        teacher = TeacherConfig.model_validate(_apply_overrides(current, args.teacher))
     if args.foreground:
+        from baldistill_core.runs import manage
+        from baldistill_core.teacher.preflight import check_teacher
+
         run = runs.get_run(conn, args.run_id)
         if run["worker_alive"]:
             raise runs.RunError(f"run {args.run_id} is running (process {run['pid']})")
+        if teacher is not None:
+            cfg = runs.run_config(conn, args.run_id).model_copy(update={"teacher": teacher})
+            check_teacher(conn, cfg).raise_if_blocked()
+            manage.change_teacher(conn, args.run_id, teacher)
         return jobs.run_worker(ws, conn, args.run_id, echo=lambda m: print(m, flush=True))
-    proc = jobs.resume(ws, conn, args.run_id)
+    proc = jobs.resume(ws, conn, args.run_id, teacher=teacher)
     print(f"run {args.run_id} resumed in the background (pid {proc.pid})")
+    return 0
+
+
+def _delete(args) -> int:
+    from baldistill_core.runs import manage
+    from baldistill_core.runs import records as runs
+
+    _, conn = open_workspace(args.workspace, bundled=False)
+    run = runs.get_run(conn, args.run_id)
+    if not args.yes:
+        raise ValueError(f"deleting run {args.run_id} ({run['name']}, {run['state']}) and its folder cannot be "
+                         f"undone; add --yes to confirm")
+    manage.delete_run(conn, args.run_id)
+    print(f"deleted run {args.run_id}")
+    return 0
+
+
+def _rename(args) -> int:
+    from baldistill_core.runs import manage
+
+    _, conn = open_workspace(args.workspace, bundled=False)
+    manage.rename_run(conn, args.run_id, args.name)
+    print(f"run {args.run_id} is now called {args.name!r}")
     return 0
 
 

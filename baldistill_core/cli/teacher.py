@@ -31,6 +31,8 @@ def _teacher_args(p) -> None:
     g.add_argument("--timeout-s", type=float, default=None, help=_F["timeout_s"].description)
     g.add_argument("--max-retries", type=int, default=None, help=_F["max_retries"].description)
     g.add_argument("--cost-cap-usd", type=float, default=None, help=_F["cost_cap_usd"].description)
+    g.add_argument("--mode", choices=["online", "batch"], default=None, help=_F["mode"].description)
+    g.add_argument("--batch-poll-s", type=float, default=None, help=_F["batch_poll_s"].description)
     g.add_argument("--budget", type=int, default=None, help="example budget for this command (default: none)")
     g.add_argument("--run-id", default=None, help="account the calls to this run id (ledger / budget)")
     g.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -62,6 +64,31 @@ def register(sub, common) -> None:
     im.add_argument("--per-domain", type=int, default=None, help="at most this many per domain")
     im.set_defaults(func=_import_recorded)
 
+    ti = tsub.add_parser("import", parents=[common],
+                         help="import your own teacher rationales and/or synthetic examples (JSONL, CSV, Parquet, or "
+                              "an OpenAI/vLLM batch result file)")
+    ti.add_argument("dataset")
+    ti.add_argument("--rationales", default=None, help="file of (id, rationale[, model]) rows")
+    ti.add_argument("--synthetic", default=None, help="file of (domain, input, answer, rationale[, model]) rows")
+    ti.add_argument("--teacher-model", default=None, help="teacher model name for rows without a model column")
+    for fld, dflt in (("id", "id"), ("rationale", "rationale"), ("model", "model")):
+        ti.add_argument(f"--{fld}-field", default=dflt, help=f"rationales file: column of the {fld} (default {dflt})")
+    for fld in ("domain", "input", "answer", "rationale", "model"):
+        ti.add_argument(f"--synthetic-{fld}-field", default=fld,
+                        help=f"synthetic file: column of the {fld} (default {fld})")
+    ti.add_argument("--json", action="store_true", help="print the result as JSON")
+    ti.set_defaults(func=_import_outputs)
+
+    bf = tsub.add_parser("batch-file", parents=[common],
+                         help="write the rationale requests of a dataset as a batch request file (OpenAI batch / "
+                              "vLLM offline runner format), without sending anything")
+    bf.add_argument("dataset")
+    bf.add_argument("--out", required=True, help="the JSONL request file to write")
+    bf.add_argument("--limit", type=int, default=None, help="at most this many examples")
+    bf.add_argument("--domain", default=None, help="only this domain")
+    bf.add_argument("--model", default=None, help=f"{_F['model'].description} (default: {_F['model'].default})")
+    bf.set_defaults(func=_batch_file)
+
     lg = tsub.add_parser("ledger", parents=[common], help="teacher calls, tokens and cost so far")
     lg.add_argument("--run-id", default=None)
     lg.set_defaults(func=_ledger)
@@ -69,7 +96,7 @@ def register(sub, common) -> None:
 
 def _config(args) -> TeacherConfig:
     over = {k: getattr(args, k) for k in ("backend", "model", "base_url", "api_key_env", "concurrency",
-                                          "timeout_s", "max_retries", "cost_cap_usd")
+                                          "timeout_s", "max_retries", "cost_cap_usd", "mode", "batch_poll_s")
             if getattr(args, k, None) is not None}
     if getattr(args, "no_verify", False):
         over["verify_synthetic"] = False
@@ -161,4 +188,47 @@ def _import_recorded(args) -> int:
 def _ledger(args) -> int:
     _, conn = open_workspace(args.workspace)
     print(json.dumps(ledger.summary(conn, args.run_id), indent=2, default=str))
+    return 0
+
+
+def _import_outputs(args) -> int:
+    from baldistill_core.teacher.imports import RationaleFields, SyntheticFields, import_teacher_outputs
+
+    _, conn = open_workspace(args.workspace)
+    rep = import_teacher_outputs(
+        conn, args.dataset, rationales=args.rationales, synthetic=args.synthetic, teacher_model=args.teacher_model,
+        rationale_fields=RationaleFields(args.id_field, args.rationale_field, args.model_field),
+        synthetic_fields=SyntheticFields(*(getattr(args, f"synthetic_{f}_field")
+                                           for f in ("domain", "input", "answer", "rationale", "model"))))
+    if args.json:
+        print(json.dumps(rep.as_dict()))
+        return 0
+    if args.rationales:
+        print(f"rationales: {'unchanged (this file was imported already)' if rep.rationales_unchanged else 'imported'}"
+              f" — {rep.rationales} for {args.dataset}, {rep.rationales_flagged} flagged (their final answer is not"
+              f" the gold one: a run drops them); a run with teacher backend 'recorded' replays them")
+    if args.synthetic:
+        if rep.synthetic_unchanged:
+            print("synthetic: unchanged (this file was imported already)")
+        else:
+            print(f"synthetic: {rep.synthetic_new} new pending review, {rep.synthetic_updated} updated, "
+                  f"{rep.synthetic_kept_reviewed} already reviewed (kept), {rep.synthetic_removed} removed; flagged: "
+                  f"{rep.synthetic_near_train} near a train input, {rep.synthetic_flagged} answer disagreement")
+    return 0
+
+
+def _batch_file(args) -> int:
+    from baldistill_core.teacher.batch import write_request_file
+
+    _, conn = open_workspace(args.workspace)
+    spec = dataset_spec(conn, args.dataset)
+    cfg = TeacherConfig(backend="openai", **({"model": args.model} if args.model else {}))
+    teacher = build_teacher(cfg, conn, spec=spec, api_key="not-sent")  # nothing is sent: the key is never used
+    items = store.examples(conn, args.dataset, "train", domain=args.domain, limit=args.limit)
+    if not items:
+        raise ValueError(f"no training examples in {args.dataset!r}" + (f" for domain {args.domain!r}" if args.domain else ""))
+    n = write_request_file(teacher, items, args.out)
+    print(f"{n} requests written to {args.out}; run them, e.g. `python -m vllm.entrypoints.openai.run_batch -i "
+          f"{args.out} -o results.jsonl --model {cfg.model}`, then `baldistill teacher import {args.dataset} "
+          f"--rationales results.jsonl`")
     return 0

@@ -252,8 +252,7 @@ class MapData:
     content_hash: str
     source: str                     # bundle | cache | computed
     ids: list[str]
-    domains: list[str]
-    texts: list[str]                # truncated for hover
+    domains: list[str]              # no texts: the page reads those by id for the rows it lists
     x: np.ndarray
     y: np.ndarray
     cluster: np.ndarray
@@ -272,6 +271,39 @@ class MapData:
         for i in indices:
             counts[self.domains[i]] = counts.get(self.domains[i], 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def texts(self, conn, indices, chars: int | None = None) -> list[str]:
+        """One-line texts of the given points only (read by id; ``chars`` = ``MapConfig.hover_chars``)."""
+        chars = chars or MapConfig().hover_chars
+        ids = [self.ids[i] for i in indices]
+        got = store.inputs_by_id(conn, self.dataset, ids)
+        return [clusters_mod.hover_text(got.get(x, ""), chars) for x in ids]
+
+    def display_sample(self, max_points: int, seed: int = 0, among: np.ndarray | None = None) -> np.ndarray:
+        """Indices of the points to draw (of ``among``, default all): all of them up to ``max_points``;
+        above it a stratified sample that keeps every point of domains under a common cap and samples the
+        larger ones down to it (water-filling from the smallest domain), so every domain and every tail
+        point stays on the map."""
+        among = np.arange(len(self.ids)) if among is None else np.asarray(among)
+        if len(among) <= max_points:
+            return among
+        doms = np.asarray(self.domains, dtype=object)[among]
+        groups = sorted((among[doms == d] for d in set(doms.tolist())), key=len)
+        rng = np.random.default_rng(seed)
+        left, out = max_points, []
+        for k, idx in enumerate(groups):
+            share = left // (len(groups) - k)
+            take = idx if len(idx) <= share else rng.choice(idx, size=max(1, share), replace=False)
+            out.append(take)
+            left -= len(take)
+        return np.sort(np.concatenate(out))
+
+    def region(self, box: tuple[float, float, float, float], max_points: int, seed: int = 0) -> np.ndarray:
+        """The points inside ``box`` = (x0, x1, y0, y1) at full detail (sampled as above only if the
+        region alone holds more than ``max_points``): the zoom of a sampled map."""
+        x0, x1, y0, y1 = box
+        inside = np.flatnonzero((self.x >= x0) & (self.x <= x1) & (self.y >= y0) & (self.y <= y1))
+        return self.display_sample(max_points, seed, among=inside)
 
 
 def _dataset_or_error(conn, dataset: str) -> dict:
@@ -343,14 +375,14 @@ def map_data(conn, ws, dataset: str, embedder: str = "minilm", *, progress: Prog
         source = "computed"
     else:
         bundle, source = found
-    ids, domains, texts = train_texts(conn, dataset)
+    pool = store.pool_rows(conn, dataset, "train")     # ids and domains from the index, no text
+    ids, domains = [e["id"] for e in pool], [e["domain"] for e in pool]
     if ids != bundle.ids:
         raise DataError(
             f"the cached map of {dataset!r} does not match its training examples; delete "
             f"{cache_folder(ws, bundle.content_hash, embedder)} and compute again"
         )
-    hover = [clusters_mod.hover_text(t, cfg.hover_chars) for t in texts]
-    return MapData(dataset, embedder, bundle.content_hash, source, ids, domains, hover,
+    return MapData(dataset, embedder, bundle.content_hash, source, ids, domains,
                    np.asarray(bundle.coords[:, 0]), np.asarray(bundle.coords[:, 1]),
                    np.asarray(bundle.clusters), bundle.cluster_names, time.perf_counter() - t0)
 

@@ -2,7 +2,8 @@
 
 * ``jsonl``: TRL conversational format, one ``{"messages": [user, assistant]}`` per line — the
   user turn is the student prompt, the assistant turn the rationale + answer sentence — plus the
-  example's id, domain, stage and kind as extra keys (SFTTrainer ignores them).
+  example's id, domain, stage, kind and provenance (teacher model, backend, batch id, import file +
+  hash) as extra keys (SFTTrainer ignores them).
 * ``datasets``: the same rows saved with ``Dataset.save_to_disk`` (load with ``load_from_disk``).
 * ``csv``: every metric row of the run.
 * ``adapter``: the final stage's LoRA adapter folder.
@@ -32,14 +33,23 @@ def distilled_rows(conn, run_id: str, *, tokenizer=None) -> list[dict]:
     The user turn is the run's own student view of the example (input clip included): the prompt
     the student trained on, not a rebuilt one.
     """
+    from baldistill_core.teacher.imports import export_provenance
+
     ctx = RunContext.build(conn, runs.run_config(conn, run_id), tokenizer=tokenizer)
     last = max(ctx.k - 1, 0)
+    batch_of = None
+    if ctx.cfg.teacher.mode == "batch" and ctx.cfg.teacher.backend == "openai":
+        from baldistill_core.teacher.batch import rationale_batch_of
+
+        batch_of = rationale_batch_of(ctx.teacher(run_id=run_id, api_key="not-sent"))  # prompts only, no call
+    prov = export_provenance(conn, ctx.cfg.dataset, ctx.cfg.teacher, batch_of)
     out = []
     for r in picks.training_rows(conn, run_id, ctx.cfg.dataset, last):
         pair = ctx.view.training_pair(r, cot=ctx.method.cot)
         out.append(dict(
             messages=[dict(role="user", content=pair["prompt"]), dict(role="assistant", content=pair["completion"])],
-            id=r["example_id"], domain=r["domain"], stage=r["stage"], kind=r["kind"], answer=r["answer"]))
+            id=r["example_id"], domain=r["domain"], stage=r["stage"], kind=r["kind"], answer=r["answer"],
+            provenance=prov(r)))
     return out
 
 

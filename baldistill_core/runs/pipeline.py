@@ -90,7 +90,9 @@ class Pipeline:
             raise Cancelled()
 
     def teacher(self):
-        return self.ctx.teacher(run_id=self.run_id, api_key=self.api_key, budget_examples=self.cfg.budget)
+        t = self.ctx.teacher(run_id=self.run_id, api_key=self.api_key, budget_examples=self.cfg.budget)
+        t.check_cancel = self.check_cancel  # a batch being polled is cancelled with the run
+        return t
 
     def base_path(self):
         if self._base_path is None:
@@ -233,7 +235,8 @@ class Pipeline:
     def _ask_teacher(self, i: int, ids: list[str]) -> None:
         items = {e["id"]: e for e in store.examples(self.conn, self.cfg.dataset, "train", ids=ids)}
         # Checkpoint every chunk; a chunk several times the concurrency keeps the teacher's pool full.
-        chunk = max(16, 4 * self.cfg.teacher.concurrency)
+        # In batch mode the whole stage is one batch (one request file, one wait).
+        chunk = len(ids) if self.cfg.teacher.mode == "batch" else max(16, 4 * self.cfg.teacher.concurrency)
         unreachable: list[str] = []
         for s in range(0, len(ids), chunk):
             self.check_cancel()

@@ -21,6 +21,7 @@ import hashlib
 import math
 import re
 import sqlite3
+from pathlib import Path
 
 from baldistill_core import store
 from baldistill_core.task.answers import extract_answer, is_correct
@@ -202,7 +203,10 @@ def import_recorded_synthetic(conn: sqlite3.Connection, spec: DatasetSpec, *, pe
         items.append({"domain": r["domain"], "input": r["input"], "answer": r["answer"],
                       "rationale": r.get("rationale") or "", "teacher_answer": ta, "verify_answer": ta,
                       "verified": is_correct(ta, r["answer"], spec.task_type)})
-    return len(store_synthetic(conn, spec.name, items, source="recorded"))
+    ids = store_synthetic(conn, spec.name, items, source="recorded")
+    record_provenance(conn, ids, teacher_model=f"recorded:{spec.name}", backend="recorded",
+                      source_file=Path(spec.recorded_synthetic).name)
+    return len(ids)
 
 
 def _parse_row(r: dict) -> dict:
@@ -258,10 +262,30 @@ def synthesize_for_gap(teacher, conn: sqlite3.Connection, spec: DatasetSpec, dom
                 raise
             break
         new = store_synthetic(conn, spec.name, items, run_id=run_id, stage=stage, source="recorded" if teacher.name == "recorded" else "teacher")
+        record_provenance(conn, new, teacher_model=teacher.backend.model, backend=teacher.name,
+                          batch_run=run_id if teacher.cfg.mode == "batch" and getattr(teacher.backend, "supports_batch",
+                                                                                      False) else None)
         have += new
         if not items:
             break
     return have[:n]
+
+
+def record_provenance(conn: sqlite3.Connection, ids: list[str], *, teacher_model: str, backend: str,
+                      batch_run: str | None = None, source_file: str | None = None) -> None:
+    """Where new synthetic examples came from (table ``synthetic_provenance``); with ``batch_run`` the
+    id of that run's latest synthesis batch is recorded too."""
+    if not ids:
+        return
+    bid = None
+    if batch_run:
+        got = store.one(conn, "SELECT remote_id FROM teacher_batches WHERE run_id = ? AND purpose = 'synthesis'"
+                              " ORDER BY created_at DESC LIMIT 1", (batch_run,))
+        bid = got["remote_id"] if got else None
+    with store.transaction(conn):
+        conn.executemany("INSERT OR IGNORE INTO synthetic_provenance(synthetic_id, teacher_model, backend, batch_id,"
+                         " source_file, at) VALUES (?,?,?,?,?,?)",
+                         [(i, teacher_model, backend, bid, source_file, store.now()) for i in ids])
 
 
 def stage_counts(conn: sqlite3.Connection, run_id: str, stage: int, domain: str) -> tuple[int, list[str]]:

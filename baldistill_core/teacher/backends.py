@@ -83,6 +83,7 @@ class OpenAIBackend:
     low_quality = False
     free = False
     uses_prompts = True
+    supports_batch = True  # teacher.batch sends calls through the files + batches endpoints
 
     def __init__(self, cfg: TeacherConfig, *, api_key: str | None = None, backoff_base_s: float | None = None,
                  **_: object):
@@ -94,8 +95,8 @@ class OpenAIBackend:
                 key = "not-needed"
             else:
                 raise TeacherConfigError(
-                    f"no API key: set the environment variable {cfg.api_key_env} or type the key in the Teacher "
-                    f"form (it is kept in memory only), or set base_url for a local server"
+                    f"no API key: set the environment variable {cfg.api_key_env} or type the key in the Training "
+                    f"form's 'API key' field (kept for the session only), or set base_url for a local server"
                 )
         self.cfg = cfg
         self.model = cfg.model
@@ -118,13 +119,18 @@ class OpenAIBackend:
                 pass
         return min(30.0, self.backoff_base_s * (2 ** attempt)) * (0.5 + random.random())
 
-    def complete(self, messages: list[dict], *, params: dict, purpose: str, context: dict) -> Reply:
-        o = self._openai
+    def chat_body(self, messages: list[dict], params: dict) -> dict:
+        """The chat-completions request body of one call (also a line of a batch request file)."""
         kwargs = dict(model=self.model, messages=messages, temperature=params.get("temperature", 0.0),
                       max_tokens=params.get("max_tokens", self.cfg.max_tokens))
         if params.get("json_schema") is not None and self._json_schema_ok:
             kwargs["response_format"] = {"type": "json_schema",
                                          "json_schema": {"name": "items", "schema": params["json_schema"]}}
+        return kwargs
+
+    def complete(self, messages: list[dict], *, params: dict, purpose: str, context: dict) -> Reply:
+        o = self._openai
+        kwargs = self.chat_body(messages, params)
         attempt = 0
         while True:
             try:
@@ -157,17 +163,22 @@ class OpenAIBackend:
                     ) from None
                 time.sleep(self._delay(attempt, e))
                 attempt += 1
-        if not resp.choices:
-            raise TeacherCallError("the endpoint returned no choices; check that base_url serves /v1/chat/completions")
-        ch = resp.choices[0]
-        msg = ch.message
-        text = (msg.content or "") if msg is not None else ""
-        refusal = getattr(msg, "refusal", None) if msg is not None else None
-        usage = resp.usage
-        tin = usage.prompt_tokens if usage and usage.prompt_tokens is not None else messages_tokens(messages)
-        tout = usage.completion_tokens if usage and usage.completion_tokens is not None else estimate_tokens(text)
-        return Reply(text=text, tokens_in=tin, tokens_out=tout, refusal=refusal, finish_reason=ch.finish_reason,
-                     attempts=attempt + 1)
+        return reply_of(resp.model_dump(), messages, attempts=attempt + 1)
+
+
+def reply_of(body: dict, messages: list[dict], attempts: int = 1) -> Reply:
+    """A ``Reply`` from a chat-completion JSON body (a direct reply or a line of a batch result file)."""
+    if not body.get("choices"):
+        raise TeacherCallError("the endpoint returned no choices; check that base_url serves /v1/chat/completions")
+    ch = body["choices"][0]
+    msg = ch.get("message") or {}
+    text = msg.get("content") or ""
+    usage = body.get("usage") or {}
+    tin = usage.get("prompt_tokens")
+    tout = usage.get("completion_tokens")
+    return Reply(text=text, tokens_in=messages_tokens(messages) if tin is None else tin,
+                 tokens_out=estimate_tokens(text) if tout is None else tout, refusal=msg.get("refusal"),
+                 finish_reason=ch.get("finish_reason"), attempts=attempts)
 
 
 def _safe(e: Exception, limit: int = 200) -> str:
@@ -196,7 +207,8 @@ def recorded_synthetic_rows(path: str | Path) -> list[dict]:
 
 @register("recorded")
 class RecordedBackend:
-    """Replays ``recorded_rationales`` (by train id) and ``recorded_synthetic`` (file order per domain,
+    """Replays the rationales imported for the dataset (``teacher.imported``), else its bundled
+    ``recorded_rationales`` (by train id), and ``recorded_synthetic`` (file order per domain,
     never the same row twice for one backend instance, skipping inputs the caller says exist)."""
 
     low_quality = False
@@ -204,13 +216,19 @@ class RecordedBackend:
     uses_prompts = False
     max_workers = 1
 
-    def __init__(self, cfg: TeacherConfig, *, spec=None, **_: object):
+    def __init__(self, cfg: TeacherConfig, *, spec=None, conn=None, **_: object):
         if spec is None:
             raise TeacherConfigError("the recorded teacher needs the dataset spec")
         self.cfg = cfg
         self.model = f"recorded:{spec.name}"
         self.spec = spec
         self._rationales: dict[str, str] | None = None
+        if conn is not None:  # rationales imported for this dataset replace the bundled ones
+            from baldistill_core.teacher.imported import imported_rationales
+
+            got, digest = imported_rationales(conn, spec.name)
+            if digest is not None:  # a newer import is a different model: its cache keys differ
+                self._rationales, self.model = got, f"recorded:{spec.name}@{digest[:12]}"
         self._synthetic: dict[str, list[dict]] | None = None
         self._served: set[str] = set()
         self._lock = threading.Lock()

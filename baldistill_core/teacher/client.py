@@ -1,11 +1,12 @@
 """The teacher: rationales and tail synthesis through one cache, one ledger and one budget.
 
 ``build_teacher(cfg, conn, spec=..., labels=..., run_id=..., budget_examples=...)`` picks a backend
-by name from ``teacher_backends.BACKENDS`` (openai / recorded / local) and wraps it in a
+by name from ``teacher.backends.BACKENDS`` (openai / recorded / local) and wraps it in a
 ``Teacher``. Every call of every backend goes the same way:
 
 1. the request (messages + parameters) is hashed into a cache key (``ledger.cache_key``);
-2. cached replies are used at no cost; misses run in a thread pool of ``backend.max_workers``;
+2. cached replies are used at no cost; misses run in a thread pool of ``backend.max_workers``
+   (with ``cfg.mode == "batch"`` they first go as one batch, ``teacher.batch``; failed lines run singly);
 3. each finished call writes its cache entry and ledger row at once, from the calling thread
    (the only thread touching the SQLite connection), so a crash loses nothing and a re-run pays
    nothing;
@@ -15,9 +16,8 @@ by name from ``teacher_backends.BACKENDS`` (openai / recorded / local) and wraps
    pass ``cfg.cost_cap_usd`` (calls already in flight finish and are recorded first). Set or change
    limits with ``teacher.set_budget(max_examples=..., cost_cap_usd=...)``.
 
-``annotate`` returns one ``Annotation`` per item; ``kept`` is True only when the rationale's own
-final answer (``answers.extract_answer``) matches the gold one. ``synthesize`` returns new,
-unstored tail items; ``synthesis.store_synthetic`` dedups and queues them for review.
+``annotate`` returns one ``Annotation`` per item; ``kept`` is True only when the rationale's own final
+answer (``answers.extract_answer``) matches the gold one. ``synthesize`` returns new, unstored tail items.
 """
 
 from __future__ import annotations
@@ -36,10 +36,8 @@ from baldistill_core.task.answers import extract_answer, is_correct, normalize_a
 from baldistill_core.config import DatasetSpec, TeacherConfig
 from baldistill_core.teacher.ledger import Budget, BudgetExceeded
 from baldistill_core.teacher.backends import BACKENDS, NoRecording, Reply, TeacherCallError, TeacherConfigError, TeacherError
-from baldistill_core.teacher.parsing import count_items as _count_items
-from baldistill_core.teacher.parsing import norm_input, parse_items, validate_items
-from baldistill_core.teacher.parsing import refusal_check as _refusal_check
-from baldistill_core.teacher.parsing import synthesis_check as _synthesis_check
+from baldistill_core.teacher.parsing import (count_items, norm_input, parse_items, refusal_check, synthesis_check,
+                                             validate_items)
 
 __all__ = ["Annotation", "BudgetExceeded", "NoRecording", "Teacher", "TeacherCallError", "TeacherConfigError",
            "TeacherError", "build_teacher"]
@@ -76,6 +74,7 @@ class _Outcome:
     error: str | None = None
     no_recording: bool = False
     cached: bool = False
+    batch_id: str | None = None  # sent in this batch: priced at the batch rate
 
 
 @dataclass
@@ -90,6 +89,7 @@ class Teacher:
     _synth_seq: dict = field(default_factory=dict)
     _returned: dict = field(default_factory=dict)
     last_rejections: list = field(default_factory=list)
+    check_cancel: Callable[[], None] | None = None  # raises to stop (batch polling checks it)
 
     @property
     def name(self) -> str:
@@ -145,7 +145,8 @@ class Teacher:
         problem = c.check(r) if c.check else None
         if problem and not out.cached:
             out.error = problem
-        cost = 0.0 if out.cached else self._cost(r.tokens_in, r.tokens_out)
+        cost = 0.0 if out.cached else self._cost(r.tokens_in, r.tokens_out) * (
+            self.cfg.batch_price_factor if out.batch_id else 1.0)
         examples = 0 if problem else (c.examples_of(r) if c.examples_of else c.examples)
         return ledger.CallRecord(
             key=c.key, purpose=c.purpose, cached=out.cached, ok=problem is None, tokens_in=r.tokens_in,
@@ -153,8 +154,18 @@ class Teacher:
             backend=self.backend.name, model=self.backend.model,
             request=None if out.cached else {"messages": c.messages, "params": c.params},
             response=None if (out.cached or problem) else {"text": r.text, "refusal": r.refusal,
-                                                            "finish_reason": r.finish_reason},
-        )
+                                                            "finish_reason": r.finish_reason})
+
+    def _settle(self, calls, i, out: _Outcome, latency: float, first_of_key, outcomes) -> tuple[list, int]:
+        """Record call ``i``'s outcome (and copies for the same request later in ``calls``)."""
+        outcomes[i] = out
+        recs = [r for r in (self._record(calls[i], out, latency),) if r is not None]
+        for j in first_of_key.get(calls[i].key, []):  # same request twice in one batch
+            outcomes[j] = _Outcome(reply=out.reply, error=out.error, no_recording=out.no_recording,
+                                   cached=out.reply is not None)
+            if out.reply is not None and not out.error:
+                recs.append(self._record(calls[j], outcomes[j], 0.0))
+        return recs, 1 + len(first_of_key.get(calls[i].key, []))
 
     def _execute(self, calls: list[_Call], progress: Progress = None) -> list[_Outcome]:
         """Run calls through cache + ledger + budget; outcomes in the order of ``calls``."""
@@ -193,6 +204,12 @@ class Teacher:
         ledger.write_calls(self.conn, self.run_id, [r for r in cached_recs if r is not None])
         if progress and done:
             progress(done, total)
+        if misses and self.cfg.mode == "batch" and getattr(self.backend, "supports_batch", False):
+            from baldistill_core.teacher.batch import execute_batch  # the misses as one batch; returns those left
+            misses, n = execute_batch(self, calls, misses, first_of_key, outcomes, _Outcome)
+            done += n
+            if progress:
+                progress(done, total)
         if not misses:
             return outcomes  # type: ignore[return-value]
 
@@ -230,23 +247,13 @@ class Teacher:
                     except TeacherConfigError as e:
                         fatal = fatal or e
                         out, latency = _Outcome(error=str(e)), 0.0
-                    outcomes[i] = out
-                    rec = self._record(calls[i], out, latency)
-                    if rec is not None:
-                        recs.append(rec)
-                        spent += rec.cost_usd
+                    new, n = self._settle(calls, i, out, latency, first_of_key, outcomes)
+                    recs += new
+                    spent += sum(r.cost_usd for r in new)
                     if out.reply is not None:
                         n_out += 1
                         avg_out += (out.reply.tokens_out - avg_out) / n_out
-                    done += 1
-                    for j in first_of_key.get(calls[i].key, []):  # same request twice in one batch
-                        outcomes[j] = _Outcome(reply=out.reply, error=out.error, no_recording=out.no_recording,
-                                               cached=out.reply is not None)
-                        dup = self._record(calls[j], outcomes[j], 0.0) if out.reply is not None and not out.error \
-                            else None
-                        if dup is not None:
-                            recs.append(dup)
-                        done += 1
+                    done += n
                 ledger.write_calls(self.conn, self.run_id, recs)
                 if progress:
                     progress(done, total)
@@ -262,7 +269,7 @@ class Teacher:
         msgs = tp.rationale_messages(item, self.task_type, instruction=self.spec.instruction, labels=self.labels)
         params = {"temperature": self.cfg.temperature, "max_tokens": self.cfg.max_tokens}
         return _Call(msgs, params, "rationale", {"id": item["id"], "domain": item.get("domain")}, examples=1,
-                     check=_refusal_check)
+                     check=refusal_check)
 
     def annotate(self, items: list[dict], *, progress: Progress = None) -> list[Annotation]:
         """Zero-shot CoT rationale per item (gold given); keep it only if it ends at the gold answer."""
@@ -322,7 +329,7 @@ class Teacher:
                       "max_tokens": min(32768, self.cfg.max_tokens * size + 256),
                       "json_schema": tp.SYNTHESIS_SCHEMA if self.backend.uses_prompts else None, "seq": seq}
             calls.append(_Call(msgs, params, "synthesis", {"domain": domain, "n": size, "avoid_texts": avoid},
-                               examples=size, examples_of=_count_items(size), check=_synthesis_check))
+                               examples=size, examples_of=count_items(size), check=synthesis_check))
         results = self._execute(calls, progress)
         items, errors, self.last_rejections = [], [], []
         seen = {norm_input(t) for t in avoid} | {norm_input(s["input"]) for s in shots}
@@ -354,7 +361,7 @@ class Teacher:
             _Call(tp.verification_messages(it["input"], self.task_type, instruction=self.spec.instruction,
                                            labels=self.labels),
                   {"temperature": 0.0, "max_tokens": self.cfg.max_tokens}, "verification",
-                  {"rationale": it.get("rationale"), "domain": it.get("domain")}, check=_refusal_check)
+                  {"rationale": it.get("rationale"), "domain": it.get("domain")}, check=refusal_check)
             for it in items
         ]
         for it, res in zip(items, self._execute(calls, progress)):
@@ -386,6 +393,7 @@ def build_teacher(cfg: TeacherConfig, conn, *, spec: DatasetSpec, labels: list[s
     if labels is None and spec.task_type == "classification":
         got = store.get_dataset(conn, spec.name)
         labels = got["label_set"] if got else None
-    backend = BACKENDS[cfg.backend](cfg, spec=spec, api_key=api_key, **backend_kwargs)
+    backend = BACKENDS[cfg.backend](cfg, spec=spec, api_key=api_key,
+                                      conn=conn if recordings_dir is None else None, **backend_kwargs)
     return Teacher(backend=backend, cfg=cfg, conn=conn, spec=spec, labels=labels, run_id=run_id,
                    budget=Budget(budget_examples, cfg.cost_cap_usd))

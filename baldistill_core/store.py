@@ -217,14 +217,10 @@ CREATE TABLE IF NOT EXISTS teacher_batch_lines (batch_id TEXT NOT NULL, custom_i
 
 -- IFD scores, cached by student checkpoint + example + variant.
 CREATE TABLE IF NOT EXISTS trackers (  -- the experiment-tracker run a run reports to (reports.tracking)
-    run_id TEXT NOT NULL,
-    backend TEXT NOT NULL,           -- trackio | mlflow | tensorboard | wandb
-    tracker_run_id TEXT,             -- the tracker's own run id (resumed on Resume)
-    url TEXT,                        -- a link, or the command that opens the tracker's view
-    status TEXT NOT NULL,            -- active | failed | finished
-    message TEXT,                    -- the warning when it failed (never a secret)
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (run_id, backend)
+    run_id TEXT NOT NULL, backend TEXT NOT NULL,   -- backend: trackio | mlflow | tensorboard | wandb
+    tracker_run_id TEXT, url TEXT,   -- the tracker's own run id (resumed on Resume); a link or the command to open it
+    status TEXT NOT NULL, message TEXT,  -- active | paused | failed | finished; the warning when it failed
+    updated_at REAL NOT NULL, PRIMARY KEY (run_id, backend)
 );
 
 CREATE TABLE IF NOT EXISTS ifd_cache (

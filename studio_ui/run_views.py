@@ -21,6 +21,12 @@ def _default(fields, name):
     return f.default_factory() if f.default_factory is not None else f.default
 
 
+def _options(fields, name) -> list[str]:
+    from typing import get_args
+
+    return list(get_args(fields[name].annotation))
+
+
 def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | None, str | None]:
     """The run config widgets (defaults and help from config.py). Returns (config, error message).
 

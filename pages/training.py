@@ -11,7 +11,7 @@ import streamlit as st
 from baldistill_core.runs import jobs
 from baldistill_core.reports import monitor
 from baldistill_core.runs import records as runs
-from studio_ui import auth, bridge, review_views, run_views
+from studio_ui import auth, bridge, estimate_view, review_views, run_views
 
 st.title("Training")
 dataset = bridge.require_dataset()
@@ -31,10 +31,11 @@ with st.expander("Launch a new run", expanded=not choices and not wanted):
         st.code(run_views.cli_twin(cfg, "run.yaml", ["run", "--detach"]), language="bash")
         with st.popover("Full run config (YAML)"):
             st.code(cfg.to_yaml(), language="yaml")
-    if st.button("Launch", type="primary", disabled=cfg is None or not auth.allowed("operator", "launch runs"),
+    may_launch, confirmed, est = estimate_view.launch_gate(cfg)
+    if st.button("Launch", type="primary", disabled=not may_launch or not auth.allowed("operator", "launch runs"),
                  key="launch"):
         try:
-            run_id, _proc = jobs.submit(ws, conn, cfg, created_by=reviewer)
+            run_id, _proc = jobs.submit(ws, conn, cfg, created_by=reviewer, confirmed=confirmed, estimate=est)
         except (ValueError, runs.RunError) as e:
             st.error(f"Not launched — {e}")
         else:
@@ -122,6 +123,7 @@ def live_panel(run_id: str) -> None:
                            kept=s["kept"], dropped=s["dropped"],
                            seconds=round(s["finished_at"] - s["started_at"]) if s["finished_at"] and s["started_at"]
                            else None) for s in snap.stages], hide_index=True, width="stretch")
+    estimate_view.estimate_vs_actual(snap.run)
     st.caption(f"Log (last {len(snap.logs)} lines) · updated {time.strftime('%H:%M:%S')}")
     st.code("\n".join(f"{time.strftime('%H:%M:%S', time.localtime(r['at']))} {r['level']:<7} {r['message']}"
                       for r in snap.logs) or "(no log lines yet)", language=None)

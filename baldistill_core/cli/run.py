@@ -17,6 +17,8 @@ def register(sub, common) -> None:
     p.add_argument("config", nargs="?", help="run config YAML (see assets/configs/)")
     p.add_argument("--run-id", help="execute (resume) an existing run: the background worker's entry point")
     p.add_argument("--detach", action="store_true", help="start a background worker and return at once")
+    p.add_argument("--yes", action="store_true",
+                   help="confirm a run estimated to take longer than confirm_above_minutes or to cost more than the cap")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set budget=42 --set student.epochs=1")
     p.set_defaults(func=_run)
@@ -101,12 +103,16 @@ def _run(args) -> int:
     if not args.config:
         raise ValueError("give a run config YAML (e.g. assets/configs/math_lt-cpu-demo.yaml) or --run-id ID")
     cfg = load_config(args.config, args.set)
+    from baldistill_core.runs import estimate
+
+    est = estimate.estimate_run(conn, cfg, ws_root=ws.root)
+    print("\n".join(estimate.summary_lines(est)), flush=True)
     if args.detach:
-        run_id, proc = jobs.submit(ws, conn, cfg)
+        run_id, proc = jobs.submit(ws, conn, cfg, confirmed=args.yes, estimate=est)
         print(f"run {run_id} started in the background (pid {proc.pid}); follow it with "
               f"`baldistill runs show {run_id}`")
         return 0
-    run_id = runs.create_run(conn, ws.runs_dir, cfg)
+    run_id = jobs.create_checked(ws, conn, cfg, confirmed=args.yes, estimate=est)
     print(f"run {run_id}: folder {ws.runs_dir / run_id}", flush=True)
     code = jobs.run_worker(ws, conn, run_id, echo=lambda m: print(m, flush=True))
     print(f"run {run_id}: {runs.get_run(conn, run_id)['status']}")
@@ -138,7 +144,10 @@ def _show(args) -> int:
     info = dict(run=run, progress=runs.progress(conn, args.run_id), stages=runs.stage_rows(conn, args.run_id),
                 spend=runs.spend(conn, args.run_id))
     if args.json:
+        from baldistill_core.runs import actuals, estimate
+
         info["metrics"] = runs.metrics(conn, args.run_id)
+        info["estimate_vs_actual"] = actuals.compare(estimate.load(run["folder"]), actuals.load(run["folder"]))
         print(json.dumps(info, default=str))
         return 0
     pr = info["progress"]
@@ -160,6 +169,9 @@ def _show(args) -> int:
     for (split, stage), vals in sorted(by.items()):
         print(f"  {split} stage {stage}: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(vals.items())
                                                      if not k.endswith("_n")))
+    from baldistill_core.runs import actuals, estimate
+
+    print("\n".join(actuals.compare_lines(estimate.load(run["folder"]), actuals.load(run["folder"]))))
     print("log:")
     for line in runs.log_tail(conn, args.run_id, 15):
         print(f"  {_fmt_time(line['at'])} {line['level']:<7} {line['message'].splitlines()[-1][:160]}")

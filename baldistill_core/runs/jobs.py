@@ -117,6 +117,7 @@ def run_worker(ws, conn, run_id: str, *, api_key: str | None = None, echo=None) 
         if run["status"] in runs.ENDED:
             print(f"run {run_id} is already {run['status']}", file=sys.stderr)
             return EXIT_OK
+        check_hard_cap(conn, run_id)  # a run created around the UI/CLI guard still meets the hard cap
         if api_key is None:
             cfg = runs.run_config(conn, run_id)
             api_key = os.environ.get(cfg.teacher.api_key_env)
@@ -177,9 +178,39 @@ def start_worker(ws, run_id: str, *, env: dict | None = None) -> subprocess.Pope
         log.close()
 
 
-def submit(ws, conn, cfg, *, created_by: str | None = None, env: dict | None = None) -> tuple[str, subprocess.Popen]:
-    """Create a run from ``cfg`` and start its worker in the background."""
-    run_id = runs.create_run(conn, ws.runs_dir, cfg, created_by=created_by)
+def create_checked(ws, conn, cfg, *, created_by: str | None = None, confirmed: bool = True, estimate=None,
+                   probe: bool = True) -> str:
+    """Estimate ``cfg`` (unless given), apply the guard rails, create the run and store its estimate.
+
+    Raises ``estimate.CostRefused`` above the hard cost cap and, unless ``confirmed``,
+    ``estimate.NeedsConfirmation`` for a long or costly run; nothing is created then.
+    """
+    from baldistill_core.runs import estimate as estimates
+    from baldistill_core.teacher import prices
+
+    est = estimate or estimates.estimate_run(conn, cfg, ws_root=ws.root, probe=probe)
+    estimates.guard(est, cfg, confirmed=confirmed)
+    price = prices.Price(est.price["in_per_mtok"], est.price["out_per_mtok"], est.price["source"])
+    run_id = runs.create_run(conn, ws.runs_dir, prices.with_prices(cfg, price), created_by=created_by)
+    estimates.save(runs.get_run(conn, run_id)["folder"], est)
+    return run_id
+
+
+def check_hard_cap(conn, run_id: str) -> None:
+    """The worker's guard: the stored launch estimate (or a fresh one, unprobed) against the hard cap."""
+    from baldistill_core.runs import estimate as estimates
+
+    run, cfg = runs.get_run(conn, run_id), runs.run_config(conn, run_id)
+    if cfg.teacher.hard_cost_cap_usd is None:
+        return
+    est = estimates.load(run["folder"]) or estimates.estimate_run(conn, cfg, probe=False)
+    estimates.guard(est, cfg, confirmed=True)
+
+
+def submit(ws, conn, cfg, *, created_by: str | None = None, env: dict | None = None, confirmed: bool = True,
+           estimate=None) -> tuple[str, subprocess.Popen]:
+    """Create a run from ``cfg`` (through the guard rails of ``create_checked``) and start its worker."""
+    run_id = create_checked(ws, conn, cfg, created_by=created_by, confirmed=confirmed, estimate=estimate)
     return run_id, start_worker(ws, run_id, env=env)
 
 

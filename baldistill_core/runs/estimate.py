@@ -19,26 +19,22 @@ launch stores the estimate in the run folder (``runs.actuals`` compares it with 
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
-from baldistill_core import store
 from baldistill_core.errors import BalDistillError, ConfigError
 from baldistill_core.evaluation import evaluate
 from baldistill_core.runs import throughput
 from baldistill_core.runs.context import RunContext, tokenizer_loader
+from baldistill_core.runs.estimate_teacher import (DEFAULT_OUT_TOKENS, StepEstimate, _annotation, _synthesis,
+                                                  _weighted_picks)
 from baldistill_core.runs.stage import StageHistory, plan_stage
-from baldistill_core.selection.select import REAL_KINDS
-from baldistill_core.teacher import ledger, prices
-from baldistill_core.teacher import prompts as tp
+from baldistill_core.teacher import prices
 
 STEPS = ("startup", "selection", "ifd scoring", "annotation", "synthesis", "verification", "training", "evaluation")
-# Expected reply length (tokens) when nothing of this dataset was recorded or cached.
-DEFAULT_OUT_TOKENS = {"classification": 60, "math": 220, "multiple_choice": 120, "qa": 80}
 KNOWN_RESULTS = Path(__file__).resolve().parents[2] / "assets" / "known_results.yaml"
 ESTIMATE_FILE, PRICES_FILE = "estimate.json", "prices.yaml"
 
@@ -49,19 +45,6 @@ class CostRefused(ConfigError):
 
 class NeedsConfirmation(ConfigError):
     """The run is long or costly: launch again with a confirmation (--yes, or the UI's checkbox)."""
-
-
-@dataclass
-class StepEstimate:
-    stage: int                 # -1 = the base student's evaluation; K = the final evaluation
-    step: str
-    calls: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float | None = 0.0
-    seconds: float = 0.0
-    units: int = 0             # student tokens: training = tokens fed x epochs; generation = items x new tokens
-    note: str = ""
 
 
 @dataclass
@@ -111,99 +94,20 @@ def known_zero(cfg) -> str | None:
     return None
 
 
-# ---------------------------------------------------------------- teacher side
-
-
-def _reply_tokens(ctx, teacher, items: list[dict]) -> tuple[list[int], list[str | None], list[bool], str]:
-    """Expected rationale reply tokens per item, the reply texts known, cache hits, and the source."""
-    texts: list[str | None] = [None] * len(items)
-    cached = [False] * len(items)
-    source = None
-    try:  # the exact calls the run would make, looked up in the teacher cache
-        keys = [teacher._key(teacher._rationale_call(it)) for it in items]
-        hits = ledger.cache_get_many(ctx.conn, keys)
-        for k, key in enumerate(keys):
-            if key in hits and ctx.cfg.teacher.backend != "recorded":
-                texts[k], cached[k] = (hits[key]["response"] or {}).get("text"), True
-        source = "teacher cache" if any(cached) else None
-    except Exception:  # a backend that cannot build offline: no cache lookup
-        pass
-    recorded = _recorded_rationales(ctx.spec)
-    for k, it in enumerate(items):
-        if texts[k] is None and it["id"] in recorded:
-            texts[k] = recorded[it["id"]]
-            source = source or "recorded outputs of this dataset"
-    fallback = ledger.mean_tokens_out(ctx.conn, "rationale")
-    default = DEFAULT_OUT_TOKENS.get(ctx.spec.task_type, 120)
-    if any(t is None for t in texts):
-        source = (source + " + " if source else "") + (
-            "mean of past replies in the ledger" if fallback else f"default {default} tokens for {ctx.spec.task_type}")
-    out = [ledger.estimate_tokens(t) if t is not None else int(fallback or default) for t in texts]
-    return out, texts, cached, source or "none"
-
-
-def _recorded_rationales(spec) -> dict[str, str]:
-    p = spec.recorded_rationales
-    if not p or not Path(p).exists():
-        return {}
-    rows = [json.loads(line) for line in Path(p).read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {r["id"]: r["rationale"] for r in rows}
-
-
-def _annotation(ctx, teacher, items: list[dict], price, per_call_s: float, stage: int) -> tuple[StepEstimate, list]:
-    tin = [ledger.messages_tokens(tp.rationale_messages(it, ctx.spec.task_type, instruction=ctx.spec.instruction,
-                                                         labels=ctx.labels)) for it in items]
-    tout, texts, cached, src = _reply_tokens(ctx, teacher, items)
-    paid_in = sum(t for t, c in zip(tin, cached) if not c)
-    paid_out = sum(t for t, c in zip(tout, cached) if not c)
-    n_paid = len(items) - sum(cached)
-    st = StepEstimate(stage, "annotation", calls=len(items), tokens_in=sum(tin), tokens_out=sum(tout),
-                      cost_usd=price.cost(paid_in, paid_out) if n_paid else 0.0, seconds=n_paid * per_call_s,
-                      note=f"replies: {src}" + (f"; {sum(cached)} cached (free)" if any(cached) else ""))
-    return st, texts
-
-
-def _synthesis(ctx, short: dict[str, int], price, per_call_s: float, stage: int) -> list[StepEstimate]:
-    from baldistill_core.teacher.client import SYNTH_BATCH
-
-    cfg, spec = ctx.cfg, ctx.spec
-    calls = tin = tout = n_items = v_in = 0
-    per_item = DEFAULT_OUT_TOKENS.get(spec.task_type, 120) + 60  # rationale + the item's input and answer
-    for d, n in sorted(short.items()):
-        shots = store.examples(ctx.conn, cfg.dataset, "train", domain=d, limit=3)
-        for s in range(0, n, SYNTH_BATCH):
-            size = min(SYNTH_BATCH, n - s)
-            msgs = tp.synthesis_messages(d, shots, size, spec.task_type, instruction=spec.instruction,
-                                         labels=ctx.labels)
-            calls, tin, tout = calls + 1, tin + ledger.messages_tokens(msgs), tout + per_item * size
-        n_items += n
-        if shots and cfg.teacher.verify_synthetic:
-            v_in += n * ledger.messages_tokens(tp.verification_messages(shots[0]["input"], spec.task_type,
-                                                                         instruction=spec.instruction,
-                                                                         labels=ctx.labels))
-    note = f"replies: default {per_item} tokens per item for {spec.task_type}"
-    out = [StepEstimate(stage, "synthesis", calls=calls, tokens_in=tin, tokens_out=tout,
-                        cost_usd=price.cost(tin, tout) if calls else 0.0, seconds=calls * per_call_s, note=note)]
-    if cfg.teacher.verify_synthetic and n_items:
-        vout = n_items * DEFAULT_OUT_TOKENS.get(spec.task_type, 120)
-        out.append(StepEstimate(stage, "verification", calls=n_items, tokens_in=v_in, tokens_out=vout,
-                                cost_usd=price.cost(v_in, vout), seconds=n_items * per_call_s, note=note))
-    return out
-
-
 # ---------------------------------------------------------------- student side
 
 
-def _train_tokens(tok, view, pairs: list[tuple[dict, str | None]], cot: bool, max_len: int, default_out: int) -> int:
+def _train_tokens(tok, view, pairs: list[tuple[dict, str | None, float]], cot: bool, max_len: int,
+                  default_out: int) -> float:
     """Tokens one epoch feeds (prompt + completion + EOS, cut at max_seq_len), as TRL counts them."""
-    total = 0
-    for ex, text in pairs:
+    total = 0.0
+    for ex, text, w in pairs:
         p = len(tok(view.prompt(ex))["input_ids"])
         if text is None and cot:
             c = default_out + len(tok(view.completion("", ex["answer"]), add_special_tokens=False)["input_ids"])
         else:
             c = len(tok(view.completion(text or "", ex["answer"], cot=cot), add_special_tokens=False)["input_ids"])
-        total += min(p + c + 1, max_len)
+        total += w * min(p + c + 1, max_len)
     return total
 
 
@@ -260,34 +164,33 @@ def estimate_run(conn, cfg, *, ws_root=None, probe: bool = True, tokenizer=None,
                                               note="worker process start, imports, pool and model resolution")]
     base, last_ids = _eval_step(ctx, -1, cfg.eval.live_per_domain, fig)
     steps.append(base)
-    hist, trained, adapter_ids = StageHistory(), [], None
+    hist, trained = StageHistory(), []
     default_out = DEFAULT_OUT_TOKENS.get(ctx.spec.task_type, 120)
     for i in range(ctx.k):
         sel = plan_stage(ctx, i, hist, use_ifd=False)
         hist.add(sel)
-        by_id = {e["id"]: e for v in sel.pool.values() for e in v}
         steps.append(StepEstimate(i, "selection", seconds=fig.get("select_s", (1.0,))[0]))
         if ctx.method.ifd and i > 0:
             n = sel.candidates_scored(cfg.ifd.candidate_cap_per_domain)
             units = n * cfg.student.max_new_tokens
             steps.append(StepEstimate(i, "ifd scoring", units=units, seconds=units / fig["ifd_tok_s"][0],
                                       note=f"{n} candidates"))
-        real = [by_id[p.example_id] for p in sel.picks if p.kind in REAL_KINDS]
+        real, weights = _weighted_picks(ctx, sel, i)
         texts: list[str | None] = [None] * len(real)
         if real and ctx.method.cot:
-            st, texts = _annotation(ctx, teacher, real, price, per_call, i)
+            st, texts = _annotation(ctx, teacher, real, weights, price, per_call, i)
             steps.append(st)
         if sel.synth_short and ctx.method.synth:
             steps += _synthesis(ctx, sel.synth_short, price, per_call, i)
-        new = [(e, x) for e, x in zip(real, texts) if _kept(ctx, e, x)]
+        new = [(e, x, w) for e, x, w in zip(real, texts, weights) if _kept(ctx, e, x)]
         shots = [e for v in sel.pool.values() for e in v[:1]] or real
-        new += [(shots[0], None)] * (sum(sel.synth_short.values()) + sum(1 for p in sel.picks if p.kind in
+        new += [(shots[0], None, 1.0)] * (sum(sel.synth_short.values()) + sum(1 for p in sel.picks if p.kind in
                                                                           ("synthetic", "duplicate")))
         trained += new
         data = trained if (cfg.student.fresh_adapter_per_stage or i == 0) else new
         units = int(_train_tokens(tok, ctx.view, data, ctx.method.cot, cfg.student.max_seq_len, default_out)
                     * cfg.student.epochs)
-        steps.append(StepEstimate(i, "training", units=units, note=f"{len(data)} examples x {cfg.student.epochs:g} epochs",
+        steps.append(StepEstimate(i, "training", units=units, note=f"{round(sum(w for *_, w in data))} examples x {cfg.student.epochs:g} epochs",
                                   seconds=fig["train_overhead_s"][0] + units / fig["train_tok_s"][0]))
         ev, last_ids = _eval_step(ctx, i, cfg.eval.live_per_domain, fig)
         steps.append(ev)

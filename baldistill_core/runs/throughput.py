@@ -50,7 +50,8 @@ def machine_key() -> str:
 
 
 def store_path() -> Path:
-    return model_cache_dir() / "throughputs.json"
+    """``$BALDISTILL_THROUGHPUTS`` if set (a benchmark's fresh store), else next to the converted models."""
+    return Path(os.environ.get("BALDISTILL_THROUGHPUTS") or model_cache_dir() / "throughputs.json")
 
 
 def _read() -> dict:
@@ -124,7 +125,7 @@ def probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float =
     if model_name in student._BUILTIN and not student._is_complete(
             model_cache_dir() / model_name, student._BUILD_VERSION.get(model_name, "1")):
         return {"figures": {}, "seconds": 0.0, "skipped": ["not converted yet (first run converts it once)"]}
-    import peft  # noqa: F401  (imports are not part of a load: the worker has them loaded already)
+    import peft  # noqa: F401 - imports are not part of a load: the worker has them loaded already
     import transformers  # noqa: F401
 
     from baldistill_core.student.greedy import greedy_decode
@@ -135,16 +136,16 @@ def probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float =
     out["load_s"] = time.perf_counter() - l0
     batch = (prompts or ["Hello"])[:4]
     new = min(8, student_cfg.max_new_tokens)
-    if time.perf_counter() - t0 < budget_s * 0.5:
+    if time.perf_counter() - t0 < budget_s * 0.75:
         g0 = time.perf_counter()
         greedy_decode(m, tok, batch, max_new_tokens=new, batch_size=len(batch))
         out["gen_tok_s"] = len(batch) * new / max(time.perf_counter() - g0, 1e-6)
         out["ifd_tok_s"] = out["gen_tok_s"] * DEFAULTS["ifd_tok_s"] / DEFAULTS["gen_tok_s"]
     else:
         skipped.append("generation")
-    if time.perf_counter() - t0 < budget_s * 0.6:
+    if time.perf_counter() - t0 < budget_s * 0.8:
         out["train_tok_s"] = _train_probe(m, tok, student_cfg, batch, t0 + budget_s)
-    else:
+    if not out.get("train_tok_s"):
         skipped.append("training")
     out = {k: v for k, v in out.items() if v}
     record(model_name, out, f"probe ({time.perf_counter() - t0:.1f} s, load avg {os.getloadavg()[0]:.1f})")
@@ -163,14 +164,15 @@ def _train_probe(m, tok, student_cfg, prompts: list[str], deadline: float) -> fl
     enc = tok(prompts[: student_cfg.batch_size], return_tensors="pt", padding=True, truncation=True,
               max_length=student_cfg.max_seq_len)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    rate = None
+    rate, last = None, 0.0
     for _ in range(3):
-        if time.perf_counter() > deadline - 1:
+        if time.perf_counter() + last > deadline:  # the next step would end past the budget
             break
         s0 = time.perf_counter()
         loss = model(**enc, labels=enc["input_ids"]).loss
         loss.backward()
         opt.step()
         opt.zero_grad()
-        rate = int(enc["attention_mask"].sum()) / max(time.perf_counter() - s0, 1e-6)
+        last = time.perf_counter() - s0
+        rate = int(enc["attention_mask"].sum()) / max(last, 1e-6)
     return rate

@@ -63,7 +63,8 @@ def _estimate(cfg_json: str, root: str) -> estimate.Estimate:
 def _compute(cfg: RunConfig) -> estimate.Estimate | None:
     with st.spinner("Estimating (the first time on this machine it measures the student's speed, ≤ 20 s)…"):
         try:
-            return _estimate(cfg.model_dump_json(), str(bridge.workspace().root))
+            # only the fields the form set: prices it did not set come from the price table
+            return _estimate(cfg.model_dump_json(exclude_unset=True), str(bridge.workspace().root))
         except (BalDistillError, ValueError, OSError) as e:
             st.error(f"No estimate for this configuration — {e}")
             return None

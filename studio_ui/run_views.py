@@ -86,11 +86,15 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
             teacher["model"] = t3.text_input("Teacher model", value=_default(TEACHER_F, "model"),
                                              key=f"{key}_tmodel", help=TEACHER_F["model"].description)
         if backend == "openai":
-            u1, u2 = st.columns(2)
+            u1, u2, u3 = st.columns(3)
             teacher["base_url"] = u1.text_input("Endpoint base URL", value="", key=f"{key}_url",
                                                 help=TEACHER_F["base_url"].description) or None
             teacher["api_key_env"] = u2.text_input("API key variable", value=_default(TEACHER_F, "api_key_env"),
                                                    key=f"{key}_keyenv", help=TEACHER_F["api_key_env"].description)
+            hard = u3.number_input("Hard cost cap, USD (0 = none)", min_value=0.0, value=0.0, step=0.5, format="%.4f",
+                                   key=f"{key}_hardcap", help=TEACHER_F["hard_cost_cap_usd"].description)
+            if hard > 0:
+                teacher["hard_cost_cap_usd"] = float(hard)
         s1, s2, s3 = st.columns(3)
         model = s1.text_input("Student model", value=_default(STUDENT_F, "model"), key=f"{key}_smodel",
                               help=STUDENT_F["model"].description + " 'tiny-llama-test' = a 2-layer test model.")

@@ -93,6 +93,7 @@ def test_plan_stage0_is_random_with_cli_twin(page_env, dataset):
 def test_plan_later_stage_without_student_and_tail_gaps(page_env):
     at = _run("pages/plan.py", dataset="r52")
     at.number_input(key="plan_budget").set_value(2000).run()
+    at.number_input(key="plan_stages").set_value(5).run()  # on CPU the form starts from the R52 demo's K=2
     at.selectbox(key="plan_stage").select(3).run()
     _ok(at)
     assert "No trained student chosen" in _texts(at)

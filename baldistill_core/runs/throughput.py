@@ -34,6 +34,7 @@ PROBED = ("load_s", "gen_tok_s", "train_tok_s")  # what the probe measures; the 
 DEFAULT_SOURCE = "default (SmolLM2-135M on 2 CPU cores; nothing measured on this machine yet)"
 DEFAULT_TEACHER_LATENCY_S = {"recorded": 0.002, "local": 5.0, "openai": 2.0}
 PROBE_BUDGET_S = 20.0
+REPROBE_AFTER_S = 3600.0  # a probe that could not measure everything is not retried for this long
 
 
 def machine_key() -> str:
@@ -107,10 +108,27 @@ def record_teacher(backend: str, model: str, concurrency: int, latency_s: float,
 
 def missing(model: str) -> list[str]:
     have = stored(model)
+    tried = have.get("probe_attempted")
+    if tried and time.time() - tried["at"] < REPROBE_AFTER_S:  # a probe ran out of budget lately: use defaults
+        return []
     return [k for k in PROBED if k not in have]
 
 
 def probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float = PROBE_BUDGET_S) -> dict:
+    """Measure this machine's throughput for ``model_name`` (see :func:`_probe`), torch threads as the worker's."""
+    import torch
+
+    from baldistill_core.runs.jobs import configure_threads
+
+    before = torch.get_num_threads()
+    try:
+        configure_threads()  # one thread on a machine busier than its cores, as the worker will
+        return _probe(model_name, student_cfg, prompts, budget_s=budget_s)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float) -> dict:
     """Measure load, generation and training throughput of ``model_name`` in about ``budget_s`` seconds.
 
     Each phase starts only while time is left, so the probe stops near its budget; what it could
@@ -134,7 +152,7 @@ def probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float =
     l0 = time.perf_counter()
     m, tok = student.load_model(path, quantization="none")
     out["load_s"] = time.perf_counter() - l0
-    batch = (prompts or ["Hello"])[:4]
+    batch = (prompts or ["Hello"])[:2]
     new = min(8, student_cfg.max_new_tokens)
     if time.perf_counter() - t0 < budget_s * 0.75:
         g0 = time.perf_counter()
@@ -148,6 +166,7 @@ def probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float =
     if not out.get("train_tok_s"):
         skipped.append("training")
     out = {k: v for k, v in out.items() if v}
+    out["probe_attempted"] = time.perf_counter() - t0
     record(model_name, out, f"probe ({time.perf_counter() - t0:.1f} s, load avg {os.getloadavg()[0]:.1f})")
     return {"figures": out, "seconds": time.perf_counter() - t0, "skipped": skipped}
 

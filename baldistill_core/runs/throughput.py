@@ -154,14 +154,22 @@ def _probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float)
     out["load_s"] = time.perf_counter() - l0
     batch = (prompts or ["Hello"])[:2]
     new = min(8, student_cfg.max_new_tokens)
-    if time.perf_counter() - t0 < budget_s * 0.75:
+    if time.perf_counter() - t0 < budget_s * 0.5:
+        # Two decodes (1 and `new` tokens) split the prompt's prefill from the per-token cost, so the
+        # rate holds for the run's own max_new_tokens (a short probe alone would over-weight the prefill).
         g0 = time.perf_counter()
+        greedy_decode(m, tok, batch, max_new_tokens=1, batch_size=len(batch))
+        g1 = time.perf_counter()
         greedy_decode(m, tok, batch, max_new_tokens=new, batch_size=len(batch))
-        out["gen_tok_s"] = len(batch) * new / max(time.perf_counter() - g0, 1e-6)
+        g2 = time.perf_counter()
+        prefill = (g1 - g0) / len(batch)
+        per_token = max((g2 - g1) - (g1 - g0), 1e-6) / (max(new - 1, 1) * len(batch))
+        full = student_cfg.max_new_tokens
+        out["gen_tok_s"] = full / (prefill + full * per_token)
         out["ifd_tok_s"] = out["gen_tok_s"] * DEFAULTS["ifd_tok_s"] / DEFAULTS["gen_tok_s"]
     else:
         skipped.append("generation")
-    if time.perf_counter() - t0 < budget_s * 0.8:
+    if time.perf_counter() - t0 < budget_s * 0.6:
         out["train_tok_s"] = _train_probe(m, tok, student_cfg, batch, t0 + budget_s)
     if not out.get("train_tok_s"):
         skipped.append("training")

@@ -142,6 +142,9 @@ def test_hard_cap_refuses_cli_and_worker(tiny, tmp_path, capsys):
     cfg = _openai(model="gpt-4o-mini", hard_cost_cap_usd=1e-6)
     path = tmp_path / "run.yaml"
     path.write_text(cfg.to_yaml())
+    assert main(["estimate", str(path), "-w", str(ws.root)]) == 0
+    out = capsys.readouterr().out
+    assert "15 teacher calls" in out.splitlines()[0]  # 14 rationales + 1 synthesis call and "launch would be refused" in out
     assert main(["run", str(path), "-w", str(ws.root)]) == 2
     assert "hard cap" in capsys.readouterr().err and runs.list_runs(conn) == []
     with pytest.raises(estimate.CostRefused, match="hard cap"):

@@ -175,5 +175,6 @@ def compare_lines(est, rows: list[dict]) -> list[str]:
         lines.append(f"  {r['step']:<13} {t(r['est_seconds']):>8} vs {t(r['actual_seconds']):>8} | "
                      f"{r['est_tokens'] if r['est_tokens'] is not None else '-':>7} vs "
                      f"{r['actual_tokens'] if r['actual_tokens'] is not None else '-':>7} | "
-                     f"{fmt_cost(r['est_cost_usd'])} vs {fmt_cost(r['actual_cost_usd']) if r['actual_cost_usd'] is not None else '-'}")
+                     f"{fmt_cost(r['est_cost_usd'])} vs "
+                     f"{'-' if r['actual_cost_usd'] is None else fmt_cost(r['actual_cost_usd'])}")
     return lines

@@ -190,7 +190,8 @@ def estimate_run(conn, cfg, *, ws_root=None, probe: bool = True, tokenizer=None,
         data = trained if (cfg.student.fresh_adapter_per_stage or i == 0) else new
         units = int(_train_tokens(tok, ctx.view, data, ctx.method.cot, cfg.student.max_seq_len, default_out)
                     * cfg.student.epochs)
-        steps.append(StepEstimate(i, "training", units=units, note=f"{round(sum(w for *_, w in data))} examples x {cfg.student.epochs:g} epochs",
+        n_train = round(sum(w for *_, w in data))
+        steps.append(StepEstimate(i, "training", units=units, note=f"{n_train} examples x {cfg.student.epochs:g} epochs",
                                   seconds=fig["train_overhead_s"][0] + units / fig["train_tok_s"][0]))
         ev, last_ids = _eval_step(ctx, i, cfg.eval.live_per_domain, fig)
         steps.append(ev)

@@ -86,6 +86,10 @@ class TeacherConfig(_Strict):
     price_in_per_mtok: float = Field(0.15, ge=0, description="USD per million input tokens (for the cost estimate).")
     price_out_per_mtok: float = Field(0.60, ge=0, description="USD per million output tokens (for the cost estimate).")
     cost_cap_usd: float | None = Field(None, ge=0, description="Stop the run cleanly once this much is spent.")
+    hard_cost_cap_usd: float | None = Field(
+        None, ge=0, description="Refuse to launch a run whose ESTIMATED teacher cost is above this (UI, CLI and "
+        "worker alike); empty = no hard cap."
+    )
     verify_synthetic: bool = Field(True, description="Teacher re-solves each synthetic input blind; keep agreement.")
     mode: Literal["online", "batch"] = Field(
         "online", description="online = one request per call; batch = a stage's calls go as one batch file through "
@@ -282,6 +286,10 @@ class RunConfig(_Strict):
     seed: int = Field(0, description="Every random pick depends only on (seed, stage, domain); training seeds on it too.")
     auto_approve: bool = Field(
         False, description="Use synthetic examples without human review (otherwise a stage waits for approval)."
+    )
+    confirm_above_minutes: float = Field(
+        60.0, gt=0, description="Ask for a confirmation before launching a run estimated to take longer than this "
+        "(or to cost more than teacher.cost_cap_usd)."
     )
     teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="The teacher that annotates and synthesizes.")
     student: StudentConfig = Field(default_factory=StudentConfig, description="The student model and its training.")

@@ -282,7 +282,7 @@ def _markdown(results, cfg, cmd, conn) -> str:
                      + f"{r['stages']} | {r.get('kept', '-')} / {r.get('kept_domains', '-')} | {r['synthetic']} | "
                      f"{r['seconds'] / 60:.1f} min | {load} |")
     lines += ["", "Wall times are this project's 2-core machine's, measured while other agents shared it (the load "
-              "average column; above 2 the worker runs one torch thread, see `jobs.configure_threads`). "
+              "average column; above 2 the worker runs one torch thread, see `student.threads.configure_threads`). "
               "\"Trained on\" counts the teacher-annotated examples kept after the answer check (a rationale "
               "whose answer disagrees with the gold label is dropped but still spends budget) and the domains "
               "they cover."]

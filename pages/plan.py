@@ -10,7 +10,7 @@ from baldistill_core.reports import monitor
 from baldistill_core.runs import preview
 from baldistill_core.errors import BalDistillError
 from baldistill_core.selection.methods import method_of
-from studio_ui import bridge, run_views, teacher_form
+from studio_ui import bridge, estimate_view, run_views, teacher_form
 
 st.title("Plan a stage")
 dataset = bridge.require_dataset()
@@ -99,3 +99,5 @@ for note in pv.notes:
     if not note.startswith("stage 0:") and not note.startswith("no student checkpoint given"):  # said above
         st.caption(f"Note: {note}")
 run_views.preview_panels(pv)
+st.subheader("What the whole run would cost and take on this machine")
+estimate_view.estimate_panel(cfg, key="plan_est")

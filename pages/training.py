@@ -12,7 +12,7 @@ from baldistill_core.runs import jobs
 from baldistill_core.reports import monitor
 from baldistill_core.runs import records as runs
 from baldistill_core.teacher import batch as teacher_batch
-from studio_ui import admin, auth, bridge, review_views, run_views, teacher_form
+from studio_ui import admin, auth, bridge, estimate_view, review_views, run_views, teacher_form
 
 st.title("Training")
 dataset = bridge.require_dataset()
@@ -39,6 +39,8 @@ with st.expander("Launch another run" if launched else "Launch a new run", expan
         st.code(run_views.cli_twin(cfg, "run.yaml", ["run", "--detach"]), language="bash")
         with st.popover("Full run config (YAML)"):
             st.code(cfg.to_yaml(), language="yaml")
+    may_launch, confirmed, est = estimate_view.launch_gate(cfg)
+    ready = ready and may_launch
     same = st.session_state.get("last_launch")
     if ready and same and same[0] == cfg.model_dump_json():
         ready = st.checkbox(f"Launch this same configuration again (run `{same[1]}` already uses it)",
@@ -46,7 +48,8 @@ with st.expander("Launch another run" if launched else "Launch a new run", expan
     if st.button("Launch", type="primary", disabled=not ready or not auth.allowed("operator", "launch runs"),
                  key="launch"):
         try:
-            run_id, _proc = jobs.submit(ws, conn, cfg, created_by=reviewer, api_key=api_key)
+            run_id, _proc = jobs.submit(ws, conn, cfg, created_by=reviewer, api_key=api_key, confirmed=confirmed,
+                                        estimate=est)
         except (ValueError, runs.RunError) as e:
             st.error(f"Not launched — {e}")
         else:
@@ -158,6 +161,7 @@ def live_panel(run_id: str) -> None:
             st.dataframe([dict(batch=b["remote_id"] or "(uploading)", purpose=b["purpose"], status=b["status"],
                                lines=b["n_lines"], completed=b["n_completed"], failed=b["n_failed"],
                                submitted=b["submissions"]) for b in batches], hide_index=True, width="stretch")
+    estimate_view.estimate_vs_actual(snap.run)
     st.caption(f"Log (last {len(snap.logs)} lines) · updated {time.strftime('%H:%M:%S')}")
     st.code("\n".join(f"{time.strftime('%H:%M:%S', time.localtime(r['at']))} {r['level']:<7} {r['message']}"
                       for r in snap.logs) or "(no log lines yet)", language=None)

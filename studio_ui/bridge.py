@@ -88,7 +88,9 @@ def dataset_picker() -> str | None:
     qp = st.query_params.get("dataset")
     cur = st.session_state.get("dataset")
     if cur not in names:
-        cur = qp if qp in names else names[0]
+        from studio_ui.estimate_view import preferred_dataset
+
+        cur = qp if qp in names else preferred_dataset(names)
     elif qp in names and qp != cur and st.session_state.get("_dataset_qp_seen") != qp:
         cur = qp
     st.session_state["dataset"] = cur

@@ -21,6 +21,19 @@ def _default(fields, name):
     return f.default_factory() if f.default_factory is not None else f.default
 
 
+def _base_default(base: dict, section: str | None, fields, name):
+    """A widget's default: the starting config's value (see estimate_view.cpu_default), else config.py's."""
+    src = base.get(section, {}) if section else base
+    return src[name] if name in src else _default(fields, name)
+
+
+def _merged(base: dict, values: dict) -> dict:
+    out = dict(base)
+    for k, v in values.items():
+        out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def _options(fields, name) -> list[str]:
     from typing import get_args
 
@@ -33,6 +46,15 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
     ``full`` adds the run name, student and evaluation fields (Training); the Plan page gets the
     selection and teacher fields.
     """
+    from studio_ui.estimate_view import cpu_default
+
+    base = cpu_default(dataset)  # a fresh CPU-only workspace starts from the R52 CPU demo (minutes, not hours)
+
+    def _default(fields, name):  # noqa: F811 - the form's defaults come from the starting config first
+        section = next((sec for sec, marker in (("teacher", "backend"), ("student", "lora_r"), ("ifd", "variant"),
+                                                 ("eval", "live_per_domain")) if marker in fields), None)
+        return _base_default(base, section, fields, name)
+
     c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 2])
     methods = list(METHODS)
     method = c1.selectbox("Method", methods, index=methods.index(_default(RUN_F, "method")), key=f"{key}_method",
@@ -96,7 +118,7 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
             key=f"{key}_engine", help=STUDENT_F["engine"].description)
         values["tracking"] = tracking_fields(key)
     try:
-        return RunConfig.model_validate(values), None
+        return RunConfig.model_validate(_merged(base, values)), None
     except ValueError as e:
         msgs = [f"{'.'.join(map(str, er['loc']))}: {er['msg']}" if er.get("loc") else er["msg"]
                 for er in getattr(e, "errors", lambda: [])()] or [str(e)]

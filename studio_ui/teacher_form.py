@@ -43,6 +43,11 @@ def teacher_fields(key: str, *, initial: dict | None = None) -> dict:
         teacher["api_key_env"] = u2.text_input("API key variable",
                                                value=initial.get("api_key_env", _default("api_key_env")),
                                                key=f"{key}_keyenv", help=TEACHER_F["api_key_env"].description)
+        hard = st.number_input("Hard cost cap, USD (0 = none)", min_value=0.0,
+                               value=float(initial.get("hard_cost_cap_usd") or 0.0), step=0.5, format="%.4f",
+                               key=f"{key}_hardcap", help=TEACHER_F["hard_cost_cap_usd"].description)
+        if hard > 0:
+            teacher["hard_cost_cap_usd"] = float(hard)
     return teacher
 
 

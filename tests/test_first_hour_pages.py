@@ -182,7 +182,9 @@ def test_training_refuses_a_recorded_teacher_without_recordings_and_offers_a_key
     _, conn = _conn(page_env)
     p = tmp_path / "up.jsonl"
     p.write_bytes(_jsonl(_rows(40)))
-    import_dataset(conn, DatasetSpec(name="up", train_path=str(p), task_type="multiple_choice"))
+    q = tmp_path / "up-test.jsonl"  # a test split: without one a run cannot evaluate (the estimate says so)
+    q.write_bytes(_jsonl(_rows(6)))
+    import_dataset(conn, DatasetSpec(name="up", train_path=str(p), test_path=str(q), task_type="multiple_choice"))
     at = _at("pages/training.py", dataset="up").run()
     assert any("no recorded rationales for dataset 'up'" in e.value for e in at.error)
     assert at.button(key="launch").disabled
@@ -203,7 +205,9 @@ def test_plan_has_the_run_teacher_choice(page_env, tmp_path):
     _, conn = _conn(page_env)
     p = tmp_path / "up.jsonl"
     p.write_bytes(_jsonl(_rows(60)))
-    import_dataset(conn, DatasetSpec(name="up", train_path=str(p), task_type="multiple_choice"))
+    q = tmp_path / "up-test.jsonl"  # a test split: without one a run cannot evaluate (the estimate says so)
+    q.write_bytes(_jsonl(_rows(6)))
+    import_dataset(conn, DatasetSpec(name="up", train_path=str(p), test_path=str(q), task_type="multiple_choice"))
     at = _at("pages/plan.py", dataset="up").run()
     heads = {m.label: m.value for m in at.metric}["Head domains"]
     assert any("no recorded rationales" in w.value for w in at.warning) and heads == "0"
@@ -258,7 +262,9 @@ def test_failed_run_resumes_from_the_page_with_another_teacher(page_env, tmp_pat
     ws, conn = _conn(page_env)
     p = tmp_path / "up.jsonl"
     p.write_bytes(_jsonl(_rows(40)))
-    import_dataset(conn, DatasetSpec(name="up", train_path=str(p), task_type="multiple_choice"))
+    q = tmp_path / "up-test.jsonl"  # a test split: without one a run cannot evaluate (the estimate says so)
+    q.write_bytes(_jsonl(_rows(6)))
+    import_dataset(conn, DatasetSpec(name="up", train_path=str(p), test_path=str(q), task_type="multiple_choice"))
     rid = runs.create_run(conn, ws.runs_dir, RunConfig(dataset="up", budget=20, stages=2))
     runs.set_status(conn, rid, "failed", error="NoRecording: no recording")
     try:  # any worker a click starts is stopped at the end, whatever fails

@@ -21,6 +21,8 @@ def register(sub, common) -> None:
     p.add_argument("config", nargs="?", help="run config YAML (see assets/configs/)")
     p.add_argument("--run-id", help="execute (resume) an existing run: the background worker's entry point")
     p.add_argument("--detach", action="store_true", help="start a background worker and return at once")
+    p.add_argument("--yes", action="store_true",
+                   help="confirm a run estimated to take longer than confirm_above_minutes or to cost more than the cap")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set budget=42 --set student.epochs=1")
     p.add_argument("--tracker", choices=list(get_args(TrackerBackend)),
@@ -122,8 +124,12 @@ def _run(args) -> int:
     shortcuts = [("tracking.backend", args.tracker), ("tracking.project", args.tracker_project),
                  ("tracking.uri", args.tracker_uri), ("student.engine", args.engine)]
     cfg = load_config(args.config, list(args.set) + [f"{k}={v}" for k, v in shortcuts if v])
+    from baldistill_core.runs import estimate
+
+    est = estimate.estimate_run(conn, cfg, ws_root=ws.root)
+    print("\n".join(estimate.summary_lines(est)), flush=True)
     if args.detach:
-        run_id, proc = jobs.submit(ws, conn, cfg)
+        run_id, proc = jobs.submit(ws, conn, cfg, confirmed=args.yes, estimate=est)
         print(f"run {run_id} started in the background (pid {proc.pid}); follow it with "
               f"`baldistill runs show {run_id}`")
         return 0
@@ -131,7 +137,7 @@ def _run(args) -> int:
 
     for w in check_teacher(conn, cfg).raise_if_blocked():
         print(f"warning: {w}")
-    run_id = runs.create_run(conn, ws.runs_dir, cfg)
+    run_id = jobs.create_checked(ws, conn, cfg, confirmed=args.yes, estimate=est)
     print(f"run {run_id}: folder {ws.runs_dir / run_id}", flush=True)
     code = jobs.run_worker(ws, conn, run_id, echo=lambda m: print(m, flush=True))
     print(f"run {run_id}: {runs.get_run(conn, run_id)['status']}")
@@ -163,7 +169,10 @@ def _show(args) -> int:
     info = dict(run=run, progress=runs.progress(conn, args.run_id), stages=runs.stage_rows(conn, args.run_id),
                 spend=runs.spend(conn, args.run_id), tracker=runs.tracker(conn, args.run_id))
     if args.json:
+        from baldistill_core.runs import actuals, estimate
+
         info["metrics"] = runs.metrics(conn, args.run_id)
+        info["estimate_vs_actual"] = actuals.compare(estimate.load(run["folder"]), actuals.load(run["folder"]))
         print(json.dumps(info, default=str))
         return 0
     pr = info["progress"]
@@ -189,6 +198,9 @@ def _show(args) -> int:
     for (split, stage), vals in sorted(by.items()):
         print(f"  {split} stage {stage}: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(vals.items())
                                                      if not k.endswith("_n")))
+    from baldistill_core.runs import actuals, estimate
+
+    print("\n".join(actuals.compare_lines(estimate.load(run["folder"]), actuals.load(run["folder"]))))
     print("log:")
     for line in runs.log_tail(conn, args.run_id, 15):
         print(f"  {_fmt_time(line['at'])} {line['level']:<7} {line['message'].splitlines()[-1][:160]}")

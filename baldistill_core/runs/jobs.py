@@ -23,6 +23,7 @@ from pathlib import Path
 
 from baldistill_core import store
 from baldistill_core.runs import records as runs
+from baldistill_core.student.threads import configure_threads
 
 HEARTBEAT_EVERY_S = 2.0
 EXIT_OK, EXIT_FAILED, EXIT_LOCKED = 0, 1, 3
@@ -81,20 +82,6 @@ class Heartbeat(threading.Thread):
         self.join(timeout=10)
 
 
-def configure_threads() -> int:
-    """Torch intra-op threads for this worker: ``$BALDISTILL_TORCH_THREADS`` if set, else one thread
-    when the machine is already busier than its cores. On a shared 2-core machine two threads were
-    measured 12x SLOWER than one for a SmolLM2 forward pass (threads spin-waiting for a core)."""
-    import torch
-
-    want = os.environ.get("BALDISTILL_TORCH_THREADS")
-    if want:
-        torch.set_num_threads(max(1, int(want)))
-    elif os.getloadavg()[0] > (os.cpu_count() or 1):
-        torch.set_num_threads(1)
-    return torch.get_num_threads()
-
-
 def run_worker(ws, conn, run_id: str, *, api_key: str | None = None, echo=None) -> int:
     """Execute (or resume) a run in this process under its lease. Returns the process exit code."""
     from baldistill_core.runs.pipeline import AwaitingReview, Cancelled, Pipeline
@@ -117,6 +104,7 @@ def run_worker(ws, conn, run_id: str, *, api_key: str | None = None, echo=None) 
         if run["status"] in runs.ENDED:
             print(f"run {run_id} is already {run['status']}", file=sys.stderr)
             return EXIT_OK
+        check_hard_cap(conn, run_id)  # a run created around the UI/CLI guard still meets the hard cap
         if api_key is None:
             cfg = runs.run_config(conn, run_id)
             api_key = os.environ.get(cfg.teacher.api_key_env)
@@ -182,16 +170,46 @@ def _key_env(cfg, api_key: str | None, env: dict | None) -> dict | None:
     return dict(env or {}, **{cfg.teacher.api_key_env: api_key}) if api_key else env
 
 
+def create_checked(ws, conn, cfg, *, created_by: str | None = None, confirmed: bool = True, estimate=None,
+                   probe: bool = True) -> str:
+    """Estimate ``cfg`` (unless given), apply the guard rails, create the run and store its estimate.
+
+    Raises ``estimate.CostRefused`` above the hard cost cap and, unless ``confirmed``,
+    ``estimate.NeedsConfirmation`` for a long or costly run; nothing is created then.
+    """
+    from baldistill_core.runs import estimate as estimates
+    from baldistill_core.teacher import prices
+
+    est = estimate or estimates.estimate_run(conn, cfg, ws_root=ws.root, probe=probe)
+    estimates.guard(est, cfg, confirmed=confirmed)
+    price = prices.Price(est.price["in_per_mtok"], est.price["out_per_mtok"], est.price["source"])
+    run_id = runs.create_run(conn, ws.runs_dir, prices.with_prices(cfg, price), created_by=created_by)
+    estimates.save(runs.get_run(conn, run_id)["folder"], est)
+    return run_id
+
+
+def check_hard_cap(conn, run_id: str) -> None:
+    """The worker's guard: the stored launch estimate (or a fresh one, unprobed) against the hard cap."""
+    from baldistill_core.runs import estimate as estimates
+
+    run, cfg = runs.get_run(conn, run_id), runs.run_config(conn, run_id)
+    if cfg.teacher.hard_cost_cap_usd is None:
+        return
+    est = estimates.load(run["folder"]) or estimates.estimate_run(conn, cfg, probe=False)
+    estimates.guard(est, cfg, confirmed=True)
+
+
 def submit(ws, conn, cfg, *, created_by: str | None = None, env: dict | None = None,
-           api_key: str | None = None) -> tuple[str, subprocess.Popen]:
-    """Check the teacher, create a run from ``cfg`` and start its worker in the background.
+           api_key: str | None = None, confirmed: bool = True, estimate=None) -> tuple[str, subprocess.Popen]:
+    """Check the teacher, create a run from ``cfg`` (through the guard rails of ``create_checked``) and
+    start its worker in the background.
 
     A teacher that cannot supply the run (no recordings, no API key) raises ``ConfigError`` before
     anything is created."""
     from baldistill_core.teacher.preflight import check_teacher
 
     check_teacher(conn, cfg, api_key=api_key).raise_if_blocked()
-    run_id = runs.create_run(conn, ws.runs_dir, cfg, created_by=created_by)
+    run_id = create_checked(ws, conn, cfg, created_by=created_by, confirmed=confirmed, estimate=estimate)
     return run_id, start_worker(ws, run_id, env=_key_env(cfg, api_key, env))
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -34,6 +35,7 @@ from baldistill_core.errors import BalDistillError
 from baldistill_core.evaluation import evaluate
 from baldistill_core.reports import tracking
 from baldistill_core.runs import records as runs
+from baldistill_core.runs.actuals import Recorder
 from baldistill_core.runs.context import RunContext
 from baldistill_core.runs.scoring import checkpoint_id, ifd_scorer
 from baldistill_core.runs.stage import StageHistory, plan_stage
@@ -77,6 +79,7 @@ class Pipeline:
         self.head_tail = evaluate.head_tail_groups(self.sizes)
         self.tracker = tracking.RunTracker(conn, run_id, None, self.log)  # opened by execute()
         self._last_eval: tuple[str | None, tuple, evaluate.EvalReport] | None = None
+        self.actual = Recorder(conn, run_id, self.folder, self.cfg)  # estimate vs actual, per step
 
     # ------------------------------------------------------------ small helpers
 
@@ -107,7 +110,9 @@ class Pipeline:
             from baldistill_core.student.model import load_model
 
             self._loaded = None
+            t0 = time.perf_counter()
             m, tok = load_model(self.base_path(), adapter_dir=adapter_dir, quantization=self.cfg.student.quantization)
+            self.actual.note_load(time.perf_counter() - t0)
             self._loaded = (adapter_dir, m, tok)
         return self._loaded[1], self._loaded[2]
 
@@ -145,25 +150,33 @@ class Pipeline:
         runs.set_status(self.conn, self.run_id, runs.RunStatus.RUNNING)
         self.log(f"run {self.run_id}: method {self.method.label}, B={self.cfg.budget}, K={self.k}, "
                  f"student {self.cfg.student.model}, teacher {self.cfg.teacher.backend}")
+        self.actual.startup()
         if self.method.train:
             selection.check_budget(self.cfg, sum(len(v) for v in self.pool().values()))
-        self._live_eval(-1, None)   # the base student: the first point of every live curve
+        if not runs.has_metrics(self.conn, self.run_id, -1, "live"):
+            with self.actual.step(-1, "evaluation"):
+                self._live_eval(-1, None)   # the base student: the first point of every live curve
         for i in range(self.k):
             status = runs.stage_status(self.conn, self.run_id, i) or "selecting"
             if status == "done":
                 continue
             runs.set_stage(self.conn, self.run_id, i, status)
             if _STEP_ORDER[status] <= _STEP_ORDER["selecting"]:
-                self._select(i)
+                with self.actual.step(i, "selection"):
+                    self._select(i)
             if _STEP_ORDER[status] <= _STEP_ORDER["annotating"]:
-                self._annotate(i)
+                with self.actual.step(i, "annotation"):
+                    self._annotate(i)
             if _STEP_ORDER[status] <= _STEP_ORDER["training"]:
-                self._train(i)
+                with self.actual.step(i, "training"):
+                    self._train(i)
             if _STEP_ORDER[status] <= _STEP_ORDER["evaluating"]:
-                self._live_eval(i, self.adapter_dir(i))
+                with self.actual.step(i, "evaluation"):
+                    self._live_eval(i, self.adapter_dir(i))
                 runs.set_stage(self.conn, self.run_id, i, "done")
                 self.log(f"stage {i}: done")
-        self._final_eval()
+        with self.actual.step(self.k, "evaluation"):
+            self._final_eval()
         runs.set_status(self.conn, self.run_id, runs.RunStatus.FINISHED)
         runs.set_progress(self.conn, self.run_id, self.k - 1 if self.k else None, "finished")
         self.log("run finished")
@@ -193,10 +206,21 @@ class Pipeline:
     def _scorer(self, prev_stage: int):
         engine = self.engine(self.adapter_dir(prev_stage))
         runs.set_progress(self.conn, self.run_id, prev_stage + 1, "ifd scoring")
-        return ifd_scorer(self.conn, self.cfg, checkpoint_id(self.run_id, prev_stage), engine)
+        score = ifd_scorer(self.conn, self.cfg, checkpoint_id(self.run_id, prev_stage), engine)
+
+        def timed(items: list[dict]) -> dict:
+            with self.actual.step(prev_stage + 1, "ifd scoring"):
+                self.actual.note(units=len(items) * self.cfg.student.max_new_tokens)
+                return score(items)
+
+        return timed
 
     def _synthesize(self, i: int, short: dict[str, int]) -> None:
         """Ask the teacher for the missing tail examples; without auto-approve, wait for review."""
+        with self.actual.step(i, "synthesis"):
+            self._synthesize_gaps(i, short)
+
+    def _synthesize_gaps(self, i: int, short: dict[str, int]) -> None:
         runs.set_progress(self.conn, self.run_id, i, "synthesizing")
         for d, n in sorted(short.items()):
             # synthesize_for_gap counts this stage's non-rejected items; approved ones are already
@@ -290,6 +314,7 @@ class Pipeline:
                                    reporting=reporting, stage=i)
         if result.stopped:
             raise Cancelled()
+        self.actual.note(units=result.tokens_seen, train_seconds=result.train_seconds)
         with store.transaction(self.conn):
             runs.set_stage_detail(self.conn, self.run_id, i, train=result.to_json(), adapter_dir=str(out))
             runs.set_stage(self.conn, self.run_id, i, "evaluating")
@@ -316,6 +341,7 @@ class Pipeline:
         key = tuple(e["id"] for e in items)
         if self._last_eval is not None and self._last_eval[:2] == (adapter, key):
             return self._last_eval[2]
+        self.actual.note(units=len(items) * self.cfg.student.max_new_tokens)
         report = evaluate.evaluate_with(self.engine(adapter), items, self.view, labels=self.labels,
                                         sizes=self.sizes, max_new_tokens=self.cfg.student.max_new_tokens,
                                         batch_size=self.cfg.ifd.batch_size)

@@ -1,0 +1,205 @@
+"""Measured throughputs of this machine per student model, and the short probe that measures them.
+
+The one owner of ``<model cache>/throughputs.json`` (the model cache is per machine and shared by
+its workspaces). Per machine key and student model it keeps:
+
+* ``load_s`` — loading the student (with an adapter) for IFD scoring or evaluation;
+* ``gen_tok_s`` — evaluation tokens per second (items x max_new_tokens / decoding time);
+* ``ifd_tok_s`` — IFD scoring tokens per second (candidates x max_new_tokens / scoring time);
+* ``train_tok_s`` and ``train_overhead_s`` — LoRA training tokens per second (tokens fed x epochs)
+  and the fixed cost of a training step (trainer set-up, model load, save);
+* ``startup_s`` — from the worker process's start to its first step (imports, pool, model resolution);
+* ``select_s`` — the selection step itself (database work, without IFD scoring or synthesis);
+* ``teacher_latency_s`` — per (backend, model, concurrency): wall time of a teacher step / calls, times
+  the concurrency for an OpenAI-protocol endpoint (so the estimate divides it back).
+
+The worker writes each figure after the step that measured it (``runs.actuals``); the probe fills
+what is missing in at most ``budget_s`` seconds. Every figure carries its source.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from baldistill_core.workspace import model_cache_dir
+
+# Used only when nothing was measured and no probe ran: SmolLM2-135M on this project's 2 CPU cores.
+DEFAULTS = {"load_s": 2.0, "gen_tok_s": 57.0, "ifd_tok_s": 45.0, "train_tok_s": 85.0, "train_overhead_s": 8.0,
+            "select_s": 1.0, "startup_s": 10.0}
+PROBED = ("load_s", "gen_tok_s", "train_tok_s")  # what the probe measures; the rest only a run measures
+DEFAULT_SOURCE = "default (SmolLM2-135M on 2 CPU cores; nothing measured on this machine yet)"
+DEFAULT_TEACHER_LATENCY_S = {"recorded": 0.002, "local": 5.0, "openai": 2.0}
+PROBE_BUDGET_S = 20.0
+REPROBE_AFTER_S = 3600.0  # a probe that could not measure everything is not retried for this long
+
+
+def machine_key() -> str:
+    """Host, core count and accelerator: throughputs of another machine never leak into this one."""
+    device = "cpu"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            device = torch.cuda.get_device_name(0)
+    except Exception:  # no torch, or a broken driver: count it as a CPU machine
+        pass
+    return f"{platform.node()}|{os.cpu_count()} cores|{device}"
+
+
+def store_path() -> Path:
+    """``$BALDISTILL_THROUGHPUTS`` if set (a benchmark's fresh store), else next to the converted models."""
+    return Path(os.environ.get("BALDISTILL_THROUGHPUTS") or model_cache_dir() / "throughputs.json")
+
+
+def _read() -> dict:
+    try:
+        return json.loads(store_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write(data: dict) -> None:
+    p = store_path()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, p)
+
+
+def stored(model: str) -> dict:
+    """``{figure: {value, source, at}}`` measured on this machine for ``model`` (may be empty)."""
+    return dict(_read().get(machine_key(), {}).get(model, {}))
+
+
+def record(model: str, figures: dict[str, float], source: str) -> None:
+    """Store measured figures (positive, finite ones only) for this machine and model."""
+    data = _read()
+    row = data.setdefault(machine_key(), {}).setdefault(model, {})
+    for k, v in figures.items():
+        if v is not None and 0 < float(v) < 1e12:
+            row[k] = {"value": round(float(v), 4), "source": source, "at": round(time.time())}
+    _write(data)
+
+
+def teacher_key(backend: str, model: str, concurrency: int) -> str:
+    return f"teacher:{backend}:{model}:c{concurrency}"
+
+
+def figures(model: str, teacher: tuple[str, str, int]) -> dict[str, tuple[float, str]]:
+    """Every figure the estimate needs as ``(value, source)``: stored, else the default."""
+    have = stored(model)
+    out = {k: (have[k]["value"], have[k]["source"]) if k in have else (v, DEFAULT_SOURCE)
+           for k, v in DEFAULTS.items()}
+    tk = teacher_key(*teacher)
+    t = stored("_teacher").get(tk)
+    out["teacher_latency_s"] = ((t["value"], t["source"]) if t else
+                                (DEFAULT_TEACHER_LATENCY_S.get(teacher[0], 2.0),
+                                 f"default for a {teacher[0]} teacher (no call measured on this machine yet)"))
+    return out
+
+
+def record_teacher(backend: str, model: str, concurrency: int, latency_s: float, source: str) -> None:
+    record("_teacher", {teacher_key(backend, model, concurrency): latency_s}, source)
+
+
+def missing(model: str) -> list[str]:
+    have = stored(model)
+    tried = have.get("probe_attempted")
+    if tried and time.time() - tried["at"] < REPROBE_AFTER_S:  # a probe ran out of budget lately: use defaults
+        return []
+    return [k for k in PROBED if k not in have]
+
+
+def probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float = PROBE_BUDGET_S) -> dict:
+    """Measure this machine's throughput for ``model_name`` (see :func:`_probe`), torch threads as the worker's."""
+    import torch
+
+    from baldistill_core.student.threads import configure_threads
+
+    before = torch.get_num_threads()
+    try:
+        configure_threads()  # one thread on a machine busier than its cores, as the worker will
+        return _probe(model_name, student_cfg, prompts, budget_s=budget_s)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float) -> dict:
+    """Measure load, generation and training throughput of ``model_name`` in about ``budget_s`` seconds.
+
+    Each phase starts only while time is left, so the probe stops near its budget; what it could
+    not measure keeps its default. Returns ``{figures, seconds, skipped}`` and stores the figures.
+    A built-in model not converted yet is not probed (the one-off conversion alone takes ~40 s).
+    """
+    t0 = time.perf_counter()
+    out: dict[str, float] = {}
+    skipped: list[str] = []
+    from baldistill_core.student import model as student
+
+    if model_name in student._BUILTIN and not student._is_complete(
+            model_cache_dir() / model_name, student._BUILD_VERSION.get(model_name, "1")):
+        return {"figures": {}, "seconds": 0.0, "skipped": ["not converted yet (first run converts it once)"]}
+    import peft  # noqa: F401 - imports are not part of a load: the worker has them loaded already
+    import transformers  # noqa: F401
+
+    from baldistill_core.student.greedy import greedy_decode
+
+    path = student.resolve_model(model_name)
+    l0 = time.perf_counter()
+    m, tok = student.load_model(path, quantization="none")
+    out["load_s"] = time.perf_counter() - l0
+    batch = (prompts or ["Hello"])[:2]
+    new = min(8, student_cfg.max_new_tokens)
+    if time.perf_counter() - t0 < budget_s * 0.5:
+        # Two decodes (1 and `new` tokens) split the prompt's prefill from the per-token cost, so the
+        # rate holds for the run's own max_new_tokens (a short probe alone would over-weight the prefill).
+        g0 = time.perf_counter()
+        greedy_decode(m, tok, batch, max_new_tokens=1, batch_size=len(batch))
+        g1 = time.perf_counter()
+        greedy_decode(m, tok, batch, max_new_tokens=new, batch_size=len(batch))
+        g2 = time.perf_counter()
+        prefill = (g1 - g0) / len(batch)
+        per_token = max((g2 - g1) - (g1 - g0), 1e-6) / (max(new - 1, 1) * len(batch))
+        full = student_cfg.max_new_tokens
+        out["gen_tok_s"] = full / (prefill + full * per_token)
+        out["ifd_tok_s"] = out["gen_tok_s"] * DEFAULTS["ifd_tok_s"] / DEFAULTS["gen_tok_s"]
+    else:
+        skipped.append("generation")
+    if time.perf_counter() - t0 < budget_s * 0.6:
+        out["train_tok_s"] = _train_probe(m, tok, student_cfg, batch, t0 + budget_s)
+    if not out.get("train_tok_s"):
+        skipped.append("training")
+    out = {k: v for k, v in out.items() if v}
+    out["probe_attempted"] = time.perf_counter() - t0
+    record(model_name, out, f"probe ({time.perf_counter() - t0:.1f} s, load avg {os.getloadavg()[0]:.1f})")
+    return {"figures": out, "seconds": time.perf_counter() - t0, "skipped": skipped}
+
+
+def _train_probe(m, tok, student_cfg, prompts: list[str], deadline: float) -> float | None:
+    """Tokens per second of LoRA forward+backward+step on a batch like the run's (second step timed)."""
+    import torch
+    from peft import get_peft_model
+
+    from baldistill_core.student.training import lora_config
+
+    model = get_peft_model(m, lora_config(student_cfg))
+    model.train()
+    enc = tok(prompts[: student_cfg.batch_size], return_tensors="pt", padding=True, truncation=True,
+              max_length=student_cfg.max_seq_len)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    rate, last = None, 0.0
+    for _ in range(3):
+        if time.perf_counter() + last > deadline:  # the next step would end past the budget
+            break
+        s0 = time.perf_counter()
+        loss = model(**enc, labels=enc["input_ids"]).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        last = time.perf_counter() - s0
+        rate = int(enc["attention_mask"].sum()) / max(last, 1e-6)
+    return rate

@@ -191,6 +191,22 @@ CREATE TABLE IF NOT EXISTS stage_details (
     PRIMARY KEY (run_id, stage)
 );
 
+-- Each test item's outcome of an evaluation (owned by baldistill_core.runs.eval_items): what the
+-- bootstrap confidence intervals and the paired comparison of two runs resample.
+CREATE TABLE IF NOT EXISTS eval_items (
+    run_id TEXT NOT NULL,
+    stage INTEGER NOT NULL,
+    split TEXT NOT NULL,             -- live | test
+    example_id TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    gold TEXT NOT NULL,
+    pred TEXT,
+    pred_label TEXT,                 -- classification: the gold label the prediction names, if any
+    correct INTEGER NOT NULL,
+    token_f1 REAL,                   -- qa only
+    PRIMARY KEY (run_id, stage, split, example_id)
+);
+
 -- IFD scores, cached by student checkpoint + example + variant.
 CREATE TABLE IF NOT EXISTS ifd_cache (
     checkpoint TEXT NOT NULL,

@@ -32,6 +32,7 @@ from baldistill_core.config import RunConfig
 from baldistill_core.data import loading as data
 from baldistill_core.errors import BalDistillError
 from baldistill_core.evaluation import evaluate
+from baldistill_core.runs import eval_items
 from baldistill_core.runs import records as runs
 from baldistill_core.runs.context import RunContext
 from baldistill_core.runs.scoring import checkpoint_id, ifd_scorer
@@ -277,6 +278,7 @@ class Pipeline:
         report = self._evaluate(items, adapter)
         runs.write_metrics(self.conn, self.run_id, i, "live", report.rows(), step=runs.train_steps(
             self.conn, self.run_id, i))
+        eval_items.write(self.conn, self.run_id, i, "live", report.predictions)
         self.log(f"{'base student' if i < 0 else f'stage {i}'}: live {report.primary} macro "
                  f"{report.score('_macro'):.3f}, micro {report.score('_micro'):.3f}")
 
@@ -301,6 +303,7 @@ class Pipeline:
                                      seed=self.cfg.seed)
         report = self._evaluate(items, adapter)
         runs.write_metrics(self.conn, self.run_id, max(self.k - 1, 0), "test", report.rows())
+        eval_items.write(self.conn, self.run_id, max(self.k - 1, 0), "test", report.predictions)
         (self.folder / "final_predictions.jsonl").write_text(data.jsonl_dumps(report.predictions), encoding="utf-8")
         self.log(f"final test ({len(items)} examples): {report.primary} macro {report.score('_macro'):.3f}, "
                  f"micro {report.score('_micro'):.3f}")

@@ -26,6 +26,7 @@ def evaluate_run(conn, *, run_id: str | None = None, model: str | None = None, d
     the default student config's view.
     """
     from baldistill_core.student.model import load_model, resolve_model
+    from baldistill_core.student.precision import use_cpu_bf16
 
     adapter = None
     if run_id:
@@ -42,6 +43,7 @@ def evaluate_run(conn, *, run_id: str | None = None, model: str | None = None, d
         ctx = RunContext.build(conn, cfg)
         view, labels, dataset, model = ctx.view, ctx.labels, cfg.dataset, cfg.student.model
         max_new, seed, quant = cfg.student.max_new_tokens, cfg.seed, cfg.student.quantization
+        bf16 = use_cpu_bf16(cfg.student)
     else:
         if not (model and dataset):
             raise ConfigError("give a run id, or --model and --dataset to evaluate a base student")
@@ -51,9 +53,10 @@ def evaluate_run(conn, *, run_id: str | None = None, model: str | None = None, d
         view = StudentView.for_dataset(spec, labels, max_input_tokens=student.max_input_tokens,
                                        load_tokenizer=tokenizer_loader(model))
         max_new, seed, quant = student.max_new_tokens, 0, "none"
+        bf16 = use_cpu_bf16(student)
         if per_domain is None:
             per_domain = EvalConfig().final_per_domain
     items = eval_subset(conn, dataset, per_domain, seed=seed, split=split)
-    m, tok = load_model(resolve_model(model), adapter_dir=adapter, quantization=quant)
+    m, tok = load_model(resolve_model(model), adapter_dir=adapter, quantization=quant, cpu_bf16=bf16)
     return evaluate_model(m, tok, items, view, labels=labels, sizes=store.domain_counts(conn, dataset, "train"),
                           max_new_tokens=max_new)

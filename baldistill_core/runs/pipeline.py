@@ -100,9 +100,11 @@ class Pipeline:
         """The student (base + adapter), loaded once per adapter and reused for IFD and evaluation."""
         if self._loaded is None or self._loaded[0] != adapter_dir:
             from baldistill_core.student.model import load_model
+            from baldistill_core.student.precision import use_cpu_bf16
 
             self._loaded = None
-            m, tok = load_model(self.base_path(), adapter_dir=adapter_dir, quantization=self.cfg.student.quantization)
+            m, tok = load_model(self.base_path(), adapter_dir=adapter_dir, quantization=self.cfg.student.quantization,
+                                cpu_bf16=use_cpu_bf16(self.cfg.student))
             self._loaded = (adapter_dir, m, tok)
         return self._loaded[1], self._loaded[2]
 

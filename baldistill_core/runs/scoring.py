@@ -32,6 +32,8 @@ def stage_scorer(conn, run_id: str, prev_stage: int):
     if runs.stage_status(conn, run_id, prev_stage) != "done" or not adapter:
         raise runs.RunError(f"run {run_id} has not finished stage {prev_stage}; its student cannot score yet — "
                             f"wait for the stage to finish, or plan without a student")
+    from baldistill_core.student.precision import use_cpu_bf16
+
     model, tok = load_model(resolve_model(cfg.student.model), adapter_dir=adapter,
-                            quantization=cfg.student.quantization)
+                            quantization=cfg.student.quantization, cpu_bf16=use_cpu_bf16(cfg.student))
     return ifd_scorer(conn, cfg, checkpoint_id(run_id, prev_stage), model, tok)

@@ -191,21 +191,21 @@ CREATE TABLE IF NOT EXISTS stage_details (
     PRIMARY KEY (run_id, stage)
 );
 
--- Each test item's outcome of an evaluation (owned by baldistill_core.runs.eval_items): what the
--- bootstrap confidence intervals and the paired comparison of two runs resample.
+-- Each test item's outcome of an evaluation (owned by baldistill_core.runs.eval_items), resampled by
+-- the bootstrap intervals; pred_label: the gold label a classification prediction names, if any.
 CREATE TABLE IF NOT EXISTS eval_items (
-    run_id TEXT NOT NULL,
-    stage INTEGER NOT NULL,
-    split TEXT NOT NULL,             -- live | test
-    example_id TEXT NOT NULL,
-    domain TEXT NOT NULL,
-    gold TEXT NOT NULL,
-    pred TEXT,
-    pred_label TEXT,                 -- classification: the gold label the prediction names, if any
-    correct INTEGER NOT NULL,
+    run_id TEXT NOT NULL, stage INTEGER NOT NULL, split TEXT NOT NULL, example_id TEXT NOT NULL,
+    domain TEXT NOT NULL, gold TEXT NOT NULL, pred TEXT, pred_label TEXT, correct INTEGER NOT NULL,
     token_f1 REAL,                   -- qa only
     PRIMARY KEY (run_id, stage, split, example_id)
 );
+
+-- Seed sweeps (owned by baldistill_core.runs.sweeps): one run per (method, seed) of a base config;
+-- config is the base RunConfig, seeds and methods JSON lists.
+CREATE TABLE IF NOT EXISTS sweeps (id TEXT PRIMARY KEY, name TEXT NOT NULL, dataset TEXT NOT NULL,
+    config TEXT NOT NULL, seeds TEXT NOT NULL, methods TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sweep_runs (sweep_id TEXT NOT NULL, method TEXT NOT NULL, seed INTEGER NOT NULL,
+    run_id TEXT NOT NULL, PRIMARY KEY (sweep_id, method, seed));
 
 -- IFD scores, cached by student checkpoint + example + variant.
 CREATE TABLE IF NOT EXISTS ifd_cache (

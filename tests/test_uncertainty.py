@@ -118,3 +118,23 @@ def test_no_shared_items_is_a_clear_error():
         uncertainty.paired_difference(_items({"a": [1]}, "x"), _items({"a": [1]}, "y"), "accuracy")
     with pytest.raises(ValueError, match="no evaluated items"):
         uncertainty.confidence_intervals([], "accuracy")
+
+
+def test_group_interval_of_one_run_and_of_identical_seeds():
+    items = _items({"a": [1, 0, 1, 1, 0], "b": [1, 0]})
+    one = uncertainty.group_intervals([items], "accuracy", n_boot=300, seed=0)
+    assert one["macro"].value == pytest.approx((3 / 5 + 1 / 2) / 2)
+    assert one["macro"].low < one["macro"].value < one["macro"].high
+    three = uncertainty.group_intervals([items, items, items], "accuracy", n_boot=300, seed=0)
+    assert three["macro"].value == pytest.approx(one["macro"].value)
+    # seeds that disagree widen the interval beyond what one run's items say
+    spread = uncertainty.group_intervals([_items({"a": [1] * 10}), _items({"a": [0] * 10})], "accuracy", n_boot=400)
+    assert spread["macro"].value == 0.5 and spread["macro"].low == 0.0 and spread["macro"].high == 1.0
+
+
+def test_group_paired_of_identical_pairs_is_zero_and_of_a_clear_gain_is_positive():
+    a, b = _items({"d": [1] * 15 + [0] * 5}), _items({"d": [1] * 5 + [0] * 15})
+    zero = uncertainty.group_paired([(a, a), (b, b)], "accuracy", n_boot=200)
+    assert (zero["macro"].value, zero["macro"].low, zero["macro"].high) == (0.0, 0.0, 0.0)
+    gain = uncertainty.group_paired([(a, b), (a, b), (a, b)], "accuracy", n_boot=500)
+    assert gain["macro"].value == pytest.approx(0.5) and gain["macro"].low > 0.2

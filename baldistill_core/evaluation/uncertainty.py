@@ -218,3 +218,55 @@ def verdict(name_a: str, name_b: str, stat: str, diff: Interval) -> str:
     if diff.high < 0:
         return f"{name_a} is behind {name_b} on {label} by {_pts(diff.value)} points {ci}"
     return f"{name_a} and {name_b} are within noise on {label}: {_pts(diff.value)} points {ci}"
+
+
+def _shared(items_a: list[dict], items_b: list[dict]) -> tuple[list[dict], list[dict]]:
+    ids_a = {str(e["id"]): e for e in items_a}
+    ids_b = {str(e["id"]): e for e in items_b}
+    shared = sorted(set(ids_a) & set(ids_b))
+    return [ids_a[i] for i in shared], [ids_b[i] for i in shared]
+
+
+def group_intervals(item_sets: list[list[dict]], metric: str, *, head=(), tail=(), n_boot: int = 1000,
+                    seed: int = 0, level: float = 0.95) -> dict[str, Interval]:
+    """Mean score over several runs (seeds) with a two-stage bootstrap: each draw resamples the
+    runs, then the items within each domain of every run drawn. With one run it is that run's interval."""
+    head, tail = list(head), list(tail)
+    points, draws = [], []
+    for k, items in enumerate(item_sets):
+        a = _Arrays(items, metric)
+        points.append(a.stats(np.ones((1, len(items))), head, tail))
+        draws.append(a.stats(resample_weights(a.dom, n_boot, seed + 1 + k), head, tail))
+    return _over_runs(points, draws, n_boot, seed, level)
+
+
+def _over_runs(points: list[dict], draws: list[dict], n_boot: int, seed: int, level: float) -> dict[str, Interval]:
+    r = len(points)
+    pick = np.random.default_rng(seed).integers(0, r, size=(n_boot, r))
+    out = {}
+    for k in STATS:
+        if all(k in p for p in points):
+            d = np.stack([x[k] for x in draws], axis=1)
+            out[k] = _interval(float(np.mean([p[k][0] for p in points])),
+                               np.take_along_axis(d, pick, axis=1).mean(axis=1), level)
+    return out
+
+
+def group_paired(pairs: list[tuple[list[dict], list[dict]]], metric: str, *, head=(), tail=(), n_boot: int = 1000,
+                 seed: int = 0, level: float = 0.95) -> dict[str, Interval]:
+    """Mean of A − B over seed-matched pairs of runs (each pair on its shared items, with the same
+    item draws for both), resampling the pairs as well: the sweep's 'is A better than B'."""
+    head, tail = list(head), list(tail)
+    points, draws = [], []
+    for k, (ia, ib) in enumerate(pairs):
+        ea, eb = _shared(ia, ib)
+        if not ea:
+            raise ValueError("a seed's two runs share no evaluated test item; they were scored on different subsets")
+        A, B = _Arrays(ea, metric), _Arrays(eb, metric)
+        ones = np.ones((1, len(ea)))
+        pa, pb = A.stats(ones, head, tail), B.stats(ones, head, tail)
+        w = resample_weights(A.dom, n_boot, seed + 1 + k)
+        da, db = A.stats(w, head, tail), B.stats(w, head, tail)
+        points.append({s: pa[s] - pb[s] for s in pa if s in pb})
+        draws.append({s: da[s] - db[s] for s in da if s in db})
+    return _over_runs(points, draws, n_boot, seed, level)

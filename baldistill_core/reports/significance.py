@@ -99,3 +99,52 @@ def format_report(scores: list[dict], pairs: list[dict]) -> str:
             lines.append(f"    {r['domain'][:28]:<28} n={r['n']:<4} {100 * r['diff']:+7.1f}{flag}"
                          + (f"  [{r['group']}]" if r["group"] else ""))
     return "\n".join(lines)
+
+
+def group_summary(conn: sqlite3.Connection, sid: str, *, reference: str | None = None, n_boot: int = N_BOOT,
+                  seed: int = SEED) -> dict:
+    """A sweep as mean ± CI over seeds and items per method, and each method minus ``reference``
+    (default Random FT CoT when the sweep has it) paired by seed:
+    ``{sweep, metric, rows: [{method, seeds, runs, ci}], diffs: {method: {stat: Interval}}, verdicts}``."""
+    from baldistill_core.reports import compare
+    from baldistill_core.runs import sweeps
+
+    sw = sweeps.get(conn, sid)
+    head, tail = _groups(conn, sw["dataset"])
+    by_method: dict[str, dict[int, list[dict]]] = {}
+    metric = None
+    for m in sweeps.members(conn, sid):
+        s = compare.run_scores(conn, m["run_id"])
+        items = items_of(conn, s) if s["split"] == "test" else []
+        if items:
+            by_method.setdefault(m["method"], {})[m["seed"]] = items
+            metric = s["metric"]
+    rows = [dict(method=meth, seeds=sorted(per), runs=len(per),
+                 ci=uncertainty.group_intervals([per[k] for k in sorted(per)], metric, head=head, tail=tail,
+                                                n_boot=n_boot, seed=seed))
+            for meth, per in by_method.items()]
+    reference = reference or ("random_ft_cot" if "random_ft_cot" in sw["methods"] else None)
+    diffs, verdicts = {}, {}
+    ref = by_method.get(reference or "", {})
+    for meth, per in by_method.items():
+        common = sorted(set(per) & set(ref))
+        if meth == reference or not common:
+            continue
+        diffs[meth] = uncertainty.group_paired([(per[k], ref[k]) for k in common], metric, head=head, tail=tail,
+                                               n_boot=n_boot, seed=seed)
+        verdicts[meth] = {k: uncertainty.verdict(meth, reference, k, iv) for k, iv in diffs[meth].items()}
+    return dict(sweep=sid, name=sw["name"], metric=metric, reference=reference, rows=rows, diffs=diffs,
+                verdicts=verdicts, methods=sw["methods"], seeds=sw["seeds"])
+
+
+def format_group(summary: dict) -> str:
+    lines = [f"sweep {summary['sweep']} ({summary['metric']}): mean over seeds [95% CI over seeds and items]"]
+    for r in summary["rows"]:
+        lines.append(f"  {r['method']:<16} seeds {','.join(map(str, r['seeds']))}: "
+                     + "  ".join(f"{uncertainty.LABELS[k]} {iv.points()}" for k, iv in r["ci"].items()))
+    for meth, vs in summary["verdicts"].items():
+        for k in vs:
+            lines.append(f"  {vs[k]}")
+    if not summary["rows"]:
+        lines.append("  no finished run with a final test evaluation yet")
+    return "\n".join(lines)

@@ -48,6 +48,8 @@ c1, c2 = st.columns(2)
 c1.plotly_chart(scatter, width="stretch", key="cmp_scatter")
 c2.plotly_chart(spend, width="stretch", key="cmp_spend")
 
+significance_views.render_sweeps(conn, dataset)
+
 st.subheader("Download")
 d1, d2 = st.columns(2)
 d1.download_button("Comparison (CSV)", compare.to_csv(scores), file_name=f"compare-{dataset}.csv",

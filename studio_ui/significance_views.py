@@ -96,3 +96,48 @@ def render_paired(conn, scores: list[dict]) -> None:
         st.dataframe(rows, hide_index=True, width="stretch", key=f"cmp_dom_{s['run_id']}",
                      column_config={"A": st.column_config.NumberColumn(format="%.3f"),
                                     "B": st.column_config.NumberColumn(format="%.3f")})
+
+
+def group_bars(summary: dict) -> go.Figure:
+    """A sweep's mean score per method, with the 95% interval over seeds and items."""
+    fig = go.Figure()
+    for r in summary["rows"]:
+        ci = r["ci"]
+        stats = [k for k in STATS if k in ci]
+        fig.add_bar(name=f"{r['method']} ({r['runs']} seeds)", x=[LABELS[k] for k in stats], y=[ci[k].value for k in stats],
+                    error_y=dict(type="data", symmetric=False, array=[ci[k].high - ci[k].value for k in stats],
+                                 arrayminus=[ci[k].value - ci[k].low for k in stats]))
+    fig.update_layout(barmode="group", height=380, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h"),
+                      title=f"Sweep: mean {summary['metric']} over seeds, 95% interval over seeds and items",
+                      yaxis=dict(title=summary["metric"], range=[0, 1.05]))
+    return fig
+
+
+def render_sweeps(conn, dataset: str) -> None:
+    """Seed sweeps of this dataset (``baldistill sweep``): each method as mean ± CI over its seeds."""
+    from baldistill_core.runs import sweeps
+
+    found = sweeps.list_sweeps(conn, dataset)
+    if not found:
+        return
+    st.subheader("Seed sweeps")
+    names = {s["id"]: f"{s['name']} · {', '.join(s['methods'])} · seeds {','.join(map(str, s['seeds']))}"
+             for s in found}
+    sid = st.selectbox("Sweep", list(names), format_func=names.get, key="compare_sweep")
+    summary = significance.group_summary(conn, sid)
+    if not summary["rows"]:
+        st.info("No run of this sweep has a final test evaluation yet; continue it with "
+                f"`baldistill sweep --id {sid}`.")
+        return
+    rows = []
+    for r in summary["rows"]:
+        row = dict(method=r["method"], seeds=",".join(map(str, r["seeds"])))
+        for k, iv in r["ci"].items():
+            row[k] = round(iv.value, 3)
+            row[f"{k} 95% CI"] = f"[{iv.low:.3f}, {iv.high:.3f}]"
+        rows.append(row)
+    st.dataframe(rows, hide_index=True, width="stretch", key="cmp_sweep_table")
+    st.plotly_chart(group_bars(summary), width="stretch", key="cmp_sweep_bars")
+    for vs in summary["verdicts"].values():
+        for text in vs.values():
+            st.text(text)

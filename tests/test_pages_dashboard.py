@@ -360,6 +360,31 @@ def test_compare_shows_intervals_verdict_and_flagged_domains(page_env):
     assert dom.loc["Algebra", "difference_points"] == 0.0
 
 
+def test_compare_aggregates_a_sweep_as_mean_and_interval(page_env):
+    from baldistill_core.config import RunConfig
+    from baldistill_core.runs import eval_items, sweeps
+    from baldistill_core.runs import records as runs
+
+    ws, conn = _conn(page_env)
+    sid = sweeps.create(conn, RunConfig(dataset="math_lt", name="sw", budget=14, stages=1), [0, 1],
+                        ["baldistill_a", "random_ft_cot"])
+    for method, good in (("baldistill_a", 16), ("random_ft_cot", 6)):
+        for seed in (0, 1):
+            rid = sweeps.ensure_run(conn, ws.runs_dir, sid, method, seed)
+            items = [dict(id=f"{d}-{k}", domain=d, gold="1", pred="1", correct=k < good + seed)
+                     for d in ("Algebra", "Geometry") for k in range(20)]
+            eval_items.write(conn, rid, 0, "test", items)
+            runs.write_metrics(conn, rid, 0, "test", [("_macro", "accuracy", (good + seed) / 20)])
+            runs.set_status(conn, rid, "finished")
+    at = _run("pages/compare.py", dataset="math_lt")
+    _ok(at)
+    sweep = next(d.value for d in at.dataframe if "seeds" in d.value.columns).set_index("method")
+    assert sweep.loc["baldistill_a", "macro"] == pytest.approx(0.825)     # (16/20 + 17/20) / 2
+    assert sweep.loc["random_ft_cot", "seeds"] == "0,1"
+    texts = [t.value for t in at.text]
+    assert any(t.startswith("baldistill_a is ahead of random_ft_cot on macro by +50.0 points") for t in texts), texts
+
+
 # ---------------------------------------------------------------- Plan with a trained student
 
 

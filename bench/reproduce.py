@@ -48,7 +48,8 @@ from baldistill_core.workspace import open_workspace  # noqa: E402
 METHODS = ["random_ft_cot", "balance_ft_cot", "baldistill_n", "baldistill_a"]
 REFERENCE = "random_ft_cot"
 QUICK = ["student.model=tiny-llama-test", "student.preset=test-tiny", "budget=8", "eval.final_per_domain=1",
-         "student.max_new_tokens=4", "student.epochs=1", "ifd.candidate_cap_per_domain=1"]
+         "student.max_new_tokens=8", "student.epochs=1", "student.max_seq_len=128",
+         "student.cpu_bf16=false", "ifd.candidate_cap_per_domain=1"]
 
 
 def parse_args(argv=None):

@@ -31,10 +31,19 @@ with st.expander("Launch a new run", expanded=not choices and not wanted):
         st.code(run_views.cli_twin(cfg, "run.yaml", ["run", "--detach"]), language="bash")
         with st.popover("Full run config (YAML)"):
             st.code(cfg.to_yaml(), language="yaml")
+    repeat = st.number_input("Repeat over N seeds", min_value=1, max_value=20, value=1, key="train_repeat",
+                             help="N > 1 launches a seed sweep: one run per seed (the form's seed, +1, ...), one "
+                                  "after another; Compare shows them as mean ± CI. Same as `baldistill sweep`.")
     if st.button("Launch", type="primary", disabled=cfg is None or not auth.allowed("operator", "launch runs"),
                  key="launch"):
         try:
-            run_id, _proc = jobs.submit(ws, conn, cfg, created_by=reviewer)
+            if repeat > 1:
+                from baldistill_core.runs import sweeps
+
+                _sid, ids, _proc = sweeps.start(ws, conn, cfg, [cfg.seed + k for k in range(int(repeat))])
+                run_id = ids[0]
+            else:
+                run_id, _proc = jobs.submit(ws, conn, cfg, created_by=reviewer)
         except (ValueError, runs.RunError) as e:
             st.error(f"Not launched — {e}")
         else:

@@ -119,3 +119,25 @@ def execute(ws, conn: sqlite3.Connection, sid: str, *, echo=print, run_worker=No
                 run_worker(ws, conn, rid, echo=echo)
             states[rid] = runs.get_run(conn, rid)["state"]
     return states
+
+
+def start(ws, conn: sqlite3.Connection, cfg: RunConfig, seeds: list[int], methods: list[str] | None = None):
+    """Create the sweep and all its runs, then execute it in a background process
+    (``baldistill sweep --id``; log in ``<workspace>/sweeps/<id>.log``). Returns ``(sweep id, run ids, process)``."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sid = create(conn, cfg, seeds, methods)
+    sw = get(conn, sid)
+    ids = [ensure_run(conn, ws.runs_dir, sid, m, s) for m in sw["methods"] for s in sw["seeds"]]
+    folder = Path(ws.root) / "sweeps"
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"), TOKENIZERS_PARALLELISM="false")
+    with open(folder / f"{sid}.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "baldistill_core.cli", "sweep", "--id", sid,
+                                 "--workspace", str(ws.root)], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+                                cwd=str(Path(__file__).resolve().parents[2]))
+    return sid, ids, proc

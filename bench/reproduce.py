@@ -48,7 +48,7 @@ from baldistill_core.workspace import open_workspace  # noqa: E402
 METHODS = ["random_ft_cot", "balance_ft_cot", "baldistill_n", "baldistill_a"]
 REFERENCE = "random_ft_cot"
 QUICK = ["student.model=tiny-llama-test", "student.preset=test-tiny", "budget=8", "eval.final_per_domain=1",
-         "student.max_new_tokens=8", "student.epochs=1", "student.max_seq_len=128",
+         "student.max_new_tokens=8", "student.epochs=1",
          "student.cpu_bf16=false", "ifd.candidate_cap_per_domain=1"]
 
 
@@ -100,7 +100,10 @@ def main(argv=None) -> int:
         states = sweeps.execute(ws, conn, sid, echo=lambda m: print(m, flush=True), run_worker=timed_worker)
         unfinished = {r: s for r, s in states.items() if s != runs.RunStatus.FINISHED}
         if unfinished:
-            print(f"not finished: {unfinished}; run the same command again to resume", file=sys.stderr)
+            for r in unfinished:
+                err = (runs.get_run(conn, r)["error"] or "").strip().splitlines()
+                print(f"{r}: {unfinished[r]}{': ' + err[-1] if err else ''}", file=sys.stderr)
+            print("not finished; run the same command again to resume", file=sys.stderr)
             return 1
     summary = significance.group_summary(conn, sid, reference=REFERENCE)
     minutes = sum(m.get("seconds", 0.0) for r, m in meta.items() if r.startswith(sid)) / 60
@@ -200,8 +203,8 @@ def _reading(summary: dict, ref: str | None) -> list[str]:
         out.append(f"What it does not show: effects smaller than the intervals. A single method's tail interval is "
                    f"up to ±{100 * max(halves):.1f} points wide: R52's tail topics have few test stories (several "
                    "have one, where resampling within the topic adds no spread, so that part of the interval is "
-                   "optimistic). A 135M student and tens of examples per run are far from the paper's GPU scale "
-                   "(docs/method.md).")
+                   "optimistic). A small CPU student and about a hundred examples per run are far from the "
+                   "paper's GPU scale (docs/method.md).")
     return out
 
 

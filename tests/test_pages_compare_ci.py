@@ -65,3 +65,34 @@ def test_compare_aggregates_a_sweep_as_mean_and_interval(page_env):
     assert sweep.loc["random_ft_cot", "seeds"] == "0,1"
     texts = [t.value for t in at.text]
     assert any(t.startswith("baldistill_a is ahead of random_ft_cot on macro by +50.0 points") for t in texts), texts
+
+
+def test_training_form_repeat_over_seeds_launches_a_sweep(page_env):
+    import time
+
+    from baldistill_core.runs import jobs, sweeps
+    from baldistill_core.runs import records as runs
+
+    at = _run("pages/training.py", dataset="math_lt")
+    at.text_input(key="train_smodel").input("tiny-llama-test").run()
+    at.selectbox(key="train_preset").select("test-tiny").run()
+    at.number_input(key="train_seed").set_value(5).run()
+    at.number_input(key="train_repeat").set_value(2).run()
+    at.button(key="launch").click().run()
+    _ok(at)
+    ws, conn = _conn(page_env)
+    (sw,) = sweeps.list_sweeps(conn, "math_lt")
+    cells = sweeps.members(conn, sw["id"])
+    assert sw["seeds"] == [5, 6] and [c["seed"] for c in cells] == [5, 6]
+    assert at.query_params["run"] == [cells[0]["run_id"]] or at.query_params["run"] == cells[0]["run_id"]
+    # Stop the background sweep the clean way: cancel both runs; its process then has nothing left to do.
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        for c in cells:
+            if runs.get_run(conn, c["run_id"])["status"] not in ("cancelled", "finished"):
+                jobs.cancel(conn, c["run_id"])
+        states = [runs.get_run(conn, c["run_id"]) for c in cells]
+        if all(s["status"] in ("cancelled", "finished") and not s["worker_alive"] for s in states):
+            break
+        time.sleep(1)
+    assert all(runs.get_run(conn, c["run_id"])["status"] in ("cancelled", "finished") for c in cells)

@@ -35,6 +35,8 @@ def test_compare_shows_intervals_verdict_and_flagged_domains(page_env):
     import json as _json
     ci_fig = _json.loads(charts[0].proto.spec)
     assert ci_fig["data"][0]["error_y"]["arrayminus"]
+    per_domain = _json.loads(next(c for c in charts if c.proto.id.endswith("cmp_bars") or "per domain" in c.proto.spec).proto.spec)
+    assert per_domain["data"][0]["error_y"]["array"]           # the per-domain bars carry intervals too
     dom = at.dataframe[1].value.set_index("domain")
     assert bool(dom.loc["Precalculus", "one_item_decides"]) is True    # 1 of 2 vs 0 of 2: one item
     assert bool(dom.loc["Geometry", "one_item_decides"]) is False

@@ -138,3 +138,10 @@ def test_group_paired_of_identical_pairs_is_zero_and_of_a_clear_gain_is_positive
     assert (zero["macro"].value, zero["macro"].low, zero["macro"].high) == (0.0, 0.0, 0.0)
     gain = uncertainty.group_paired([(a, b), (a, b), (a, b)], "accuracy", n_boot=500)
     assert gain["macro"].value == pytest.approx(0.5) and gain["macro"].low > 0.2
+
+
+def test_domain_intervals_by_hand():
+    ci = uncertainty.domain_intervals(_items({"a": [1, 1, 1], "b": [1, 0, 1, 0], "c": [0]}), "accuracy", n_boot=500)
+    assert (ci["a"].value, ci["a"].low, ci["a"].high) == (1.0, 1.0, 1.0)
+    assert (ci["c"].low, ci["c"].high) == (0.0, 0.0)          # one item: no spread from resampling
+    assert ci["b"].value == 0.5 and ci["b"].low < 0.5 < ci["b"].high

@@ -154,6 +154,15 @@ def confidence_intervals(items: list[dict], metric: str, *, head=(), tail=(), n_
     return {k: _interval(point[k][0], draws[k], level) for k in STATS if k in point}
 
 
+def domain_intervals(items: list[dict], metric: str, *, n_boot: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> dict[str, Interval]:
+    """Each domain's score with its bootstrap interval (a one-item domain has a zero-width one)."""
+    a = _Arrays(items, metric)
+    point = a.per_domain(np.ones((1, len(items))))[0]
+    draws = a.per_domain(resample_weights(a.dom, n_boot, seed))
+    return {d: _interval(point[j], draws[:, j], level) for j, d in enumerate(a.domains)}
+
+
 @dataclass
 class Paired:
     """Run A minus run B on their shared items."""

@@ -31,15 +31,17 @@ def items_of(conn: sqlite3.Connection, score: dict) -> list[dict]:
 
 
 def add_intervals(conn: sqlite3.Connection, scores: list[dict], *, n_boot: int = N_BOOT, seed: int = SEED) -> list[dict]:
-    """Add ``ci = {macro: Interval, micro, head, tail}`` (or None) and ``n_items`` to every score row."""
+    """Add ``ci = {macro: Interval, micro, head, tail}``, ``domain_ci = {domain: Interval}`` (or None)
+    and ``n_items`` to every score row."""
     for s in scores:
         items = items_of(conn, s)
         s["n_items"] = len(items)
         if not items:
-            s["ci"] = None
+            s["ci"] = s["domain_ci"] = None
             continue
         head, tail = _groups(conn, s["dataset"])
         s["ci"] = uncertainty.confidence_intervals(items, s["metric"], head=head, tail=tail, n_boot=n_boot, seed=seed)
+        s["domain_ci"] = uncertainty.domain_intervals(items, s["metric"], n_boot=n_boot, seed=seed)
     return scores
 
 

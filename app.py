@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from baldistill_core.errors import BalDistillError
 from studio_ui import auth, bridge
 
 st.set_page_config(page_title="BalDistill Studio", page_icon="⚖️", layout="wide")
@@ -37,5 +38,8 @@ try:
     bridge.dataset_picker()
     st.sidebar.caption(f"Workspace: `{bridge.workspace().root}`")
     nav.run()
+except BalDistillError as e:
+    # A problem the user can fix (the message names it and the fix): shown on the page, no traceback.
+    st.error(str(e))
 finally:
     bridge.end_of_run()

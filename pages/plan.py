@@ -67,7 +67,8 @@ elif student == NONE:
 scored_key = (cfg.model_dump_json(), stage, student)
 use_student = m.ifd and student != NONE
 try:
-    pv = preview.preview_stage(conn, cfg, stage, run_id=run_id)
+    pool = bridge.selection_pool(cfg)   # ids and rows only, read once per dataset content
+    pv = preview.preview_stage(conn, cfg, stage, run_id=run_id, pool=pool)
 except BalDistillError as e:
     st.error(str(e))
     st.stop()
@@ -82,7 +83,7 @@ if use_student:
             try:
                 from baldistill_core.runs.scoring import stage_scorer
 
-                pv = preview.preview_stage(conn, cfg, stage, run_id=run_id,
+                pv = preview.preview_stage(conn, cfg, stage, run_id=run_id, pool=pool,
                                            scorer=stage_scorer(conn, run_id, stage - 1))
             except (BalDistillError, RuntimeError) as e:
                 st.error(f"Could not score with that student — {e}")

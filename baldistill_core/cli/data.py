@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from baldistill_core.errors import DataError
+
 import json
 
 from baldistill_core.selection import policy as policy_mod
@@ -27,6 +29,10 @@ def register(sub, common) -> None:
     imp.add_argument("--task-type", default=DatasetSpec.model_fields["task_type"].default,
                      choices=["classification", "math", "multiple_choice", "qa"])
     imp.add_argument("--instruction")
+    imp.add_argument("--append", action="store_true",
+                     help="add this file as a further part of an existing dataset (same field mapping); ids must "
+                          "stay unique across all parts. Without it the import replaces the dataset. Files on disk "
+                          "have no size limit: rows are streamed and written in chunks in one transaction.")
     imp.set_defaults(func=_import)
 
     ls = dsub.add_parser("list", parents=[common], help="list the workspace's datasets")
@@ -59,9 +65,9 @@ def _import(args) -> int:
         instruction=args.instruction,
     )
     _, conn = open_workspace(args.workspace)
-    loaded = import_dataset(conn, spec)
-    print(f"imported {spec.name}: {len(loaded.train)} train, {len(loaded.test)} test, "
-          f"{len({e['domain'] for e in loaded.train})} domains")
+    loaded = import_dataset(conn, spec, append=args.append)
+    added = f" (+{loaded.added_train} train, +{loaded.added_test} test)" if args.append else ""
+    print(f"imported {spec.name}: {loaded.n_train} train, {loaded.n_test} test, {len(loaded.domains)} domains{added}")
     for w in loaded.warnings:
         print(f"warning: {w}")
     return 0
@@ -78,7 +84,7 @@ def _counts(args, name: str) -> dict[str, int]:
     _, conn = open_workspace(args.workspace)
     counts = store.domain_counts(conn, name)
     if not counts:
-        raise ValueError(f"dataset {name!r} has no training examples in this workspace; see `baldistill data list`")
+        raise DataError(f"dataset {name!r} has no training examples in this workspace; see `baldistill data list`")
     return counts
 
 

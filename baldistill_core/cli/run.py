@@ -6,6 +6,8 @@ background worker); `run --run-id ID` is the worker entry the UI and `runs resum
 
 from __future__ import annotations
 
+from baldistill_core.errors import ConfigError
+
 import json
 import time
 
@@ -75,7 +77,7 @@ def _apply_overrides(data: dict, pairs: list[str]) -> dict:
 
     for pair in pairs:
         if "=" not in pair:
-            raise ValueError(f"--set {pair!r}: use KEY=VALUE, e.g. --set budget=42")
+            raise ConfigError(f"--set {pair!r}: use KEY=VALUE, e.g. --set budget=42")
         key, value = pair.split("=", 1)
         node = data
         parts = key.split(".")
@@ -107,7 +109,7 @@ def _run(args) -> int:
     if args.run_id:
         return jobs.run_worker(ws, conn, args.run_id, echo=lambda m: print(m, flush=True))
     if not args.config:
-        raise ValueError("give a run config YAML (e.g. assets/configs/math_lt-cpu-demo.yaml) or --run-id ID")
+        raise ConfigError("give a run config YAML (e.g. assets/configs/math_lt-cpu-demo.yaml) or --run-id ID")
     cfg = load_config(args.config, args.set)
     if args.detach:
         run_id, proc = jobs.submit(ws, conn, cfg)

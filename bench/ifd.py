@@ -17,6 +17,9 @@ Both run in the same process on the bundled SmolLM2-135M student and 64 R52 trai
 other work, so absolute throughputs vary; the ratio is measured back to back.
 
     .venv/bin/python bench/ifd.py            # BENCH_IFD_N=16 for a quick look
+
+On a CPU with native bf16 it then scores the same prompts under CPU bf16 autocast and reports
+how many of fp32's top-k picks bf16 keeps (``ifd_bf16_topk_overlap``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from baldistill_core.data import loading as data
-from baldistill_core.student import ifd
+from baldistill_core.student import ifd, precision
 from baldistill_core.task import prompts
 from baldistill_core.student import model as student  # noqa: E402
 
@@ -81,6 +84,22 @@ def reference_score(model, tok, prompt: str) -> tuple[float, list[int]]:
     return math.exp(loss_cond - loss_uncond), y
 
 
+def bf16_topk(path, xs: list[str], fp32_results: list, t_fp32: float, k: int) -> dict:
+    """Score ``xs`` again with CPU bf16 autocast: top-k overlap with fp32's picks and the speed ratio."""
+    model, tok = student.load_model(path, cpu_bf16=True)
+    ifd.score(model, tok, xs[:2], max_new_tokens=4, batch_size=2)   # warm-up of the bf16 kernels
+    t0 = time.perf_counter()
+    res = ifd.score(model, tok, xs, max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH)
+    t = time.perf_counter() - t0
+    keys = [f"x{i:03d}" for i in range(len(xs))]
+    top_fp = ifd.select_top(dict(zip(keys, fp32_results)), k)
+    top_bf = ifd.select_top(dict(zip(keys, res)), k)
+    same = sum(a.rationale == b.rationale for a, b in zip(fp32_results, res))
+    print(f"bf16:      {t:7.1f} s  {len(xs) / t:6.3f} examples/s  ({t_fp32 / t:.2f}x fp32); same rationale "
+          f"for {same}/{len(xs)}  load average {os.getloadavg()[0]:.1f}")
+    return dict(overlap=len(set(top_fp) & set(top_bf)) / k, speedup=t_fp32 / t)
+
+
 def main() -> None:
     # This CPU is shared with other jobs; with 2 OpenMP threads every small op waits for a core the
     # other jobs hold, which penalises whichever side meets more load. One thread keeps both sides
@@ -90,7 +109,7 @@ def main() -> None:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     path = student.resolve_model(student.SMOLLM2)
-    model, tok = student.load_model(path)
+    model, tok = student.load_model(path)   # fp32: ours and the reference compare in the same precision
     xs = r52_prompts(N)
     n_tokens = [len(tok(x)["input_ids"]) for x in xs]
     print(f"{N} R52 prompts, {sum(n_tokens) / N:.0f} prompt tokens on average, max_new_tokens={MAX_NEW_TOKENS}, "
@@ -121,6 +140,12 @@ def main() -> None:
     print(f"top-{K} reference: {sorted(top_ref)}")
     print(f"RESULT ifd_speedup {t_ref / t_ours:.2f} (target >= 5)")
     print(f"RESULT ifd_topk_agreement {len(set(top_ours) & set(top_ref)) / K:.4f} (target = 1)")
+    if precision.cpu_bf16_supported():
+        bf = bf16_topk(path, xs, ours, t_ours, K)
+        print(f"RESULT ifd_bf16_speedup {bf['speedup']:.2f} (target >= 1)")
+        print(f"RESULT ifd_bf16_topk_overlap {bf['overlap']:.4f} (target >= 0.9)")
+    else:
+        print("this CPU has no native bf16 (AVX512-BF16 / AMX): IFD scoring stays fp32, no bf16 result")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from baldistill_core.reports import compare
+from baldistill_core.reports import compare, significance
 from baldistill_core.runs import records as runs
-from studio_ui import bridge, run_views
+from studio_ui import bridge, run_views, significance_views
 
 st.title("Compare runs")
 dataset = bridge.require_dataset()
@@ -33,8 +33,12 @@ metric = scores[0]["metric"]
 if any(s["split"] == "live" for s in scores):
     st.caption("Runs without a final test evaluation are scored on their latest live (small stratified) "
                "evaluation — marked 'live' in the split column.")
-st.dataframe(compare.table(scores), hide_index=True, width="stretch",
+scores = significance.add_intervals(conn, scores)
+st.dataframe(significance_views.interval_columns(scores), hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("macro", "micro", "head", "tail")})
+if any(s["ci"] for s in scores):
+    st.plotly_chart(significance_views.headline_bars(scores, metric), width="stretch", key="cmp_ci")
+    significance_views.render_paired(conn, scores)
 
 bars = run_views.grouped_bars(scores, metric)
 scatter = run_views.head_tail_scatter(scores, metric)
@@ -43,6 +47,8 @@ st.plotly_chart(bars, width="stretch", key="cmp_bars")
 c1, c2 = st.columns(2)
 c1.plotly_chart(scatter, width="stretch", key="cmp_scatter")
 c2.plotly_chart(spend, width="stretch", key="cmp_spend")
+
+significance_views.render_sweeps(conn, dataset)
 
 st.subheader("Download")
 d1, d2 = st.columns(2)

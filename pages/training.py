@@ -45,11 +45,20 @@ with st.expander("Launch another run" if launched else "Launch a new run", expan
     if ready and same and same[0] == cfg.model_dump_json():
         ready = st.checkbox(f"Launch this same configuration again (run `{same[1]}` already uses it)",
                             key=f"launch_again_{same[1]}")  # a new key per launch: unticked again
+    repeat = st.number_input("Repeat over N seeds", min_value=1, max_value=20, value=1, key="train_repeat",
+                             help="N > 1 launches a seed sweep: one run per seed (the form's seed, +1, ...), one "
+                                  "after another; Compare shows them as mean ± CI. Same as `baldistill sweep`.")
     if st.button("Launch", type="primary", disabled=not ready or not auth.allowed("operator", "launch runs"),
                  key="launch"):
         try:
-            run_id, _proc = jobs.submit(ws, conn, cfg, created_by=reviewer, api_key=api_key, confirmed=confirmed,
-                                        estimate=est)
+            if repeat > 1:
+                from baldistill_core.runs import sweeps
+
+                _sid, ids, _proc = sweeps.start(ws, conn, cfg, [cfg.seed + k for k in range(int(repeat))])
+                run_id = ids[0]
+            else:
+                run_id, _proc = jobs.submit(ws, conn, cfg, created_by=reviewer, api_key=api_key,
+                                            confirmed=confirmed, estimate=est)
         except (ValueError, runs.RunError) as e:
             st.error(f"Not launched — {e}")
         else:

@@ -245,7 +245,13 @@ def grouped_bars(scores: list[dict], metric: str) -> go.Figure:
     domains = sorted({d for s in scores for d in s["per_domain"]})
     for s in scores:
         ys = [s["per_domain"].get(d) for d in domains]
-        fig.add_bar(name=f"{s['name']} ({s['method']}) · {s['run_id'][-4:]}", x=domains, y=ys,
+        ci = s.get("domain_ci") or {}
+        err = None
+        if ci:  # 95% bootstrap interval of each domain's score (reports.significance.add_intervals)
+            err = dict(type="data", symmetric=False, color="#495057", thickness=1,
+                       array=[ci[d].high - ci[d].value if d in ci else 0 for d in domains],
+                       arrayminus=[ci[d].value - ci[d].low if d in ci else 0 for d in domains])
+        fig.add_bar(name=f"{s['name']} ({s['method']}) · {s['run_id'][-4:]}", x=domains, y=ys, error_y=err,
                     text=[None if y is None else f"{y:.2f}" for y in ys], textposition="outside", cliponaxis=False)
     fig.update_layout(barmode="group", height=420, margin=dict(l=10, r=10, t=40, b=10),
                       yaxis=dict(title=metric, range=[0, 1.08]),

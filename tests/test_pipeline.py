@@ -191,3 +191,18 @@ def test_cli_show_export_and_preview_match_the_run(finished_run, capsys):
     assert picked and all(x in out for x in picked)
     assert main(["runs", "cancel", run_id, "-w", root]) == 0
     assert runs.get_run(conn, run_id)["status"] == "finished"
+
+
+def test_evaluations_keep_every_item_and_compare_with_itself_is_zero(finished_run, capsys):
+    from baldistill_core.cli import main
+    from baldistill_core.runs import eval_items
+
+    ws, conn, run_id = finished_run["ws"], finished_run["conn"], finished_run["run_id"]
+    preds = [json.loads(x) for x in (ws.runs_dir / run_id / "final_predictions.jsonl").read_text().splitlines()]
+    kept = eval_items.read(conn, run_id, 2, "test")
+    assert [(r["id"], r["correct"]) for r in kept] == sorted((p["id"], p["correct"]) for p in preds)
+    assert len(kept) == 9    # 3 test items in each of the 3 domains
+    assert len(eval_items.read(conn, run_id, -1, "live")) == 6     # the base student's live point, 2 per domain
+    assert main(["runs", "compare", run_id, run_id, "-w", str(ws.root)]) == 0
+    out = capsys.readouterr().out
+    assert "on 9 shared items" in out and "within noise on tail macro: +0.0 points [+0.0, +0.0]" in out

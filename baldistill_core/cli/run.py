@@ -61,6 +61,14 @@ def register(sub, common) -> None:
             q.add_argument("--json", action="store_true")
         q.set_defaults(func=fn)
 
+    cp = rsub.add_parser("compare", parents=[common],
+                         help="scores with 95% bootstrap intervals; the paired difference of the first run and each other")
+    cp.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    cp.add_argument("--boot", type=int, default=1000, help="bootstrap draws (default 1000)")
+    cp.add_argument("--seed", type=int, default=0, help="bootstrap seed: the same seed gives the same intervals")
+    cp.add_argument("--json", action="store_true")
+    cp.set_defaults(func=_compare)
+
     pv = sub.add_parser("preview", parents=[common], help="the plan of one stage: quotas, head picks, tail gaps")
     pv.add_argument("config", help="run config YAML")
     pv.add_argument("--stage", type=int, default=0)
@@ -204,6 +212,26 @@ def _show(args) -> int:
     print("log:")
     for line in runs.log_tail(conn, args.run_id, 15):
         print(f"  {_fmt_time(line['at'])} {line['level']:<7} {line['message'].splitlines()[-1][:160]}")
+    return 0
+
+
+def _compare(args) -> int:
+    from dataclasses import asdict
+
+    from baldistill_core.reports import compare, significance
+
+    _, conn = open_workspace(args.workspace)
+    scores = significance.add_intervals(conn, compare.compare(conn, args.run_ids), n_boot=args.boot, seed=args.seed)
+    pairs = [p for b in scores[1:]
+             if (p := significance.paired(conn, scores[0], b, n_boot=args.boot, seed=args.seed)) is not None]
+    if args.json:
+        for s in scores:
+            s["ci"] = {k: asdict(v) for k, v in (s["ci"] or {}).items()} or None
+        for p in pairs:
+            p["diffs"] = {k: asdict(v) for k, v in p["diffs"].items()}
+        print(json.dumps(dict(runs=scores, pairs=pairs), default=str))
+        return 0
+    print(significance.format_report(scores, pairs))
     return 0
 
 

@@ -108,6 +108,13 @@ def score_predictions(items: list[dict], outputs: list[str], task_type: str, *, 
             row["token_f1"] = answers.token_f1(pred or "", e["answer"])
         preds.append(row)
 
+    if task_type == "classification":
+        # The gold label a prediction names (None: no label of this set), kept per item so the
+        # bootstrap (evaluation.uncertainty) can recount per-label F1 without the parser.
+        golds = sorted({p["gold"] for p in preds})
+        for p in preds:
+            p["pred_label"] = next((g for g in golds if p["pred"] is not None
+                                    and answers.is_correct(p["pred"], g, "classification")), None)
     domains = sorted({p["domain"] for p in preds})
     per_domain: dict[str, dict[str, float]] = {}
     for d in domains:

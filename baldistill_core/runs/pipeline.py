@@ -34,6 +34,7 @@ from baldistill_core.data import loading as data
 from baldistill_core.errors import BalDistillError
 from baldistill_core.evaluation import evaluate
 from baldistill_core.reports import tracking
+from baldistill_core.runs import eval_items
 from baldistill_core.runs import records as runs
 from baldistill_core.runs.actuals import Recorder
 from baldistill_core.runs.context import RunContext
@@ -108,10 +109,12 @@ class Pipeline:
         """The student (base + adapter), loaded once per adapter and reused for IFD and evaluation."""
         if self._loaded is None or self._loaded[0] != adapter_dir:
             from baldistill_core.student.model import load_model
+            from baldistill_core.student.precision import use_cpu_bf16
 
             self._loaded = None
             t0 = time.perf_counter()
-            m, tok = load_model(self.base_path(), adapter_dir=adapter_dir, quantization=self.cfg.student.quantization)
+            m, tok = load_model(self.base_path(), adapter_dir=adapter_dir, quantization=self.cfg.student.quantization,
+                                cpu_bf16=use_cpu_bf16(self.cfg.student))
             self.actual.note_load(time.perf_counter() - t0)
             self._loaded = (adapter_dir, m, tok)
         return self._loaded[1], self._loaded[2]
@@ -331,6 +334,7 @@ class Pipeline:
         report = self._evaluate(items, adapter)
         runs.write_metrics(self.conn, self.run_id, i, "live", report.rows(), step=runs.train_steps(
             self.conn, self.run_id, i))
+        eval_items.write(self.conn, self.run_id, i, "live", report.predictions)
         self.tracker.stage_eval(i, report, self.head_tail)
         self.log(f"{'base student' if i < 0 else f'stage {i}'}: live {report.primary} macro "
                  f"{report.score('_macro'):.3f}, micro {report.score('_micro'):.3f}")
@@ -356,6 +360,7 @@ class Pipeline:
                                      seed=self.cfg.seed)
         report = self._evaluate(items, adapter)
         runs.write_metrics(self.conn, self.run_id, max(self.k - 1, 0), "test", report.rows())
+        eval_items.write(self.conn, self.run_id, max(self.k - 1, 0), "test", report.predictions)
         self.tracker.final(max(self.k - 1, 0), report, self.head_tail)
         (self.folder / "final_predictions.jsonl").write_text(data.jsonl_dumps(report.predictions), encoding="utf-8")
         self.log(f"final test ({len(items)} examples): {report.primary} macro {report.score('_macro'):.3f}, "

@@ -180,5 +180,8 @@ def build(cfg: StudentConfig, base_path, adapter_dir=None, *, hf_loader=None, se
     if hf_loader is None:
         from baldistill_core.student.model import load_model
 
-        return HFEngine(*load_model(base_path, adapter_dir=adapter_dir, quantization=cfg.quantization))
+        from baldistill_core.student.precision import use_cpu_bf16
+
+        return HFEngine(*load_model(base_path, adapter_dir=adapter_dir, quantization=cfg.quantization,
+                                    cpu_bf16=use_cpu_bf16(cfg)))
     return HFEngine(*hf_loader(adapter_dir))

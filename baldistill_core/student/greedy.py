@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from baldistill_core.student import precision
+
 
 def stop_token_ids(model, tokenizer) -> list[int]:
     ids = model.generation_config.eos_token_id
@@ -138,7 +140,7 @@ def greedy_decode(model, tokenizer, prompts: list[str], *, max_new_tokens: int, 
     n_prefix = min(n_prefix, min(len(e) for e in encoded) - 1)  # every row keeps >= 1 own token
     prefix_cache = None
     if n_prefix >= MIN_SHARED_PREFIX:
-        with torch.inference_mode():
+        with torch.inference_mode(), precision.autocast_for(model):
             out = model(input_ids=torch.tensor([encoded[0][:n_prefix]], device=device), use_cache=True,
                         logits_to_keep=1)
         prefix_cache = out.past_key_values
@@ -163,7 +165,7 @@ def greedy_decode(model, tokenizer, prompts: list[str], *, max_new_tokens: int, 
             cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(len(batch))
         rows = list(batch)  # input indices of the rows still decoding
-        with torch.inference_mode():
+        with torch.inference_mode(), precision.autocast_for(model):
             out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
                         past_key_values=cache, use_cache=True, logits_to_keep=1)
             cache = out.past_key_values

@@ -26,6 +26,7 @@ from typing import Literal
 
 from baldistill_core import store
 from baldistill_core.student import model as student
+from baldistill_core.student import precision
 
 Variant = Literal["ppl_ratio", "cherry"]
 VARIANTS = ("ppl_ratio", "cherry")
@@ -115,7 +116,7 @@ def target_losses(model, sequences: list[list[int]], target_starts: list[int], *
         if not rows:
             continue
         rows_t, cols_t = torch.tensor(rows), torch.tensor(cols)
-        with torch.inference_mode():
+        with torch.inference_mode(), precision.autocast_for(model):
             if split is not None:
                 backbone, head = split
                 hidden = backbone(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state

@@ -235,11 +235,13 @@ def load_tokenizer(path: str | Path, *, padding_side: str = "left"):
 
 
 def load_model(path: str | Path, *, adapter_dir: str | Path | None = None, quantization: str = "none",
-               for_training: bool = False):
+               for_training: bool = False, cpu_bf16: bool = False):
     """Load ``(model, tokenizer)`` from a resolved folder, optionally with a LoRA adapter.
 
     The tokenizer has a pad token and pads on the left (for generation). Without
-    ``for_training`` the model is in eval mode and the adapter is frozen.
+    ``for_training`` the model is in eval mode and the adapter is frozen. ``cpu_bf16``
+    (``precision.use_cpu_bf16(student_cfg)``) makes its generation and IFD forwards run under
+    CPU bf16 autocast; the weights stay fp32.
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -267,6 +269,9 @@ def load_model(path: str | Path, *, adapter_dir: str | Path | None = None, quant
         model.eval()
         if not quantized and torch.cuda.is_available():  # inference on the GPU (the Trainer places training)
             model.to("cuda")
+    from baldistill_core.student import precision
+
+    precision.mark(model, cpu_bf16 and not quantized)
     return model, tok
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from baldistill_core.student import model as student
+from baldistill_core.student import precision
 from baldistill_core.config import StudentConfig
 
 
@@ -112,7 +113,8 @@ def sft_config(cfg: StudentConfig, output_dir: Path, *, seed: int = 0, reporting
         max_length=cfg.max_seq_len,
         completion_only_loss=True,
         packing=False,                             # bfd packing needs flash-attention's padding-free kernels
-        bf16=cfg.bf16,
+        # GPU: cfg.bf16; a CPU with native bf16: autocast (student.precision), the weights stay fp32.
+        bf16=cfg.bf16 or precision.use_cpu_bf16(cfg),
         fp16=False,
         use_cpu=not torch.cuda.is_available(),
         report_to=rep.report_to,

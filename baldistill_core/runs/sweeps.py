@@ -1,0 +1,143 @@
+"""Seed sweeps: one run per (method, seed) of a base config, as a group.
+
+``baldistill sweep CONFIG --seeds 0,1,2 --methods a,b`` creates the sweep (its id is a hash of
+the base config, the seeds and the methods, so the same command again continues the same sweep)
+and executes its runs one after another in this process. Resumable like a run: a finished run is
+never redone, an interrupted or failed one resumes at the step it died in (its teacher answers come
+from the teacher cache, and runs of different seeds share that cache, so no call is paid twice).
+A run waiting for review is left waiting (approve on the Review page, then sweep again).
+
+Compare reads a sweep's runs through ``members`` and aggregates them as mean ± CI over seeds
+and items (``reports.significance.group_rows``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+
+from baldistill_core import store
+from baldistill_core.config import RunConfig
+from baldistill_core.errors import ConfigError
+from baldistill_core.runs import records as runs
+from baldistill_core.selection.methods import METHODS
+
+
+def parse_list(text: str | None, kind: type = str) -> list:
+    """``"0,1,2"`` → ``[0, 1, 2]`` (order kept, duplicates dropped)."""
+    out: list = []
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            v = kind(part)
+        except ValueError:
+            raise ConfigError(f"{part!r} is not a valid {kind.__name__}; give a comma-separated list, e.g. 0,1,2") from None
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def sweep_id(cfg: RunConfig, seeds: list[int], methods: list[str]) -> str:
+    base = cfg.model_copy(update={"seed": 0, "method": methods[0]}).model_dump_json()
+    digest = hashlib.sha256(json.dumps([base, seeds, methods]).encode()).hexdigest()[:10]
+    return f"sweep-{cfg.dataset}-{digest}"
+
+
+def create(conn: sqlite3.Connection, cfg: RunConfig, seeds: list[int], methods: list[str] | None = None) -> str:
+    """Record the sweep (idempotent: the same config, seeds and methods give the same id)."""
+    methods = methods or [cfg.method]
+    if not seeds:
+        raise ConfigError("a sweep needs at least one seed, e.g. --seeds 0,1,2")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    sid = sweep_id(cfg, seeds, methods)
+    conn.execute("INSERT OR IGNORE INTO sweeps(id, name, dataset, config, seeds, methods, created_at)"
+                 " VALUES (?,?,?,?,?,?,?)", (sid, cfg.name, cfg.dataset, cfg.model_dump_json(), json.dumps(seeds),
+                                             json.dumps(methods), store.now()))
+    return sid
+
+
+def get(conn: sqlite3.Connection, sid: str) -> dict:
+    r = store.one(conn, "SELECT * FROM sweeps WHERE id = ?", (sid,))
+    if r is None:
+        raise runs.RunError(f"sweep {sid!r} not found; list sweeps with `baldistill sweep --list`")
+    r["config"] = RunConfig.model_validate_json(r["config"])
+    r["seeds"], r["methods"] = json.loads(r["seeds"]), json.loads(r["methods"])
+    return r
+
+
+def list_sweeps(conn: sqlite3.Connection, dataset: str | None = None) -> list[dict]:
+    sql, params = "SELECT id FROM sweeps", []
+    if dataset:
+        sql, params = sql + " WHERE dataset = ?", [dataset]
+    return [get(conn, r["id"]) for r in store.rows(conn, sql + " ORDER BY created_at DESC", params)]
+
+
+def members(conn: sqlite3.Connection, sid: str) -> list[dict]:
+    """``{method, seed, run_id}`` of the runs created so far, by method then seed."""
+    return store.rows(conn, "SELECT method, seed, run_id FROM sweep_runs WHERE sweep_id = ? ORDER BY method, seed",
+                      (sid,))
+
+
+def cell_config(base: RunConfig, method: str, seed: int) -> RunConfig:
+    return base.model_copy(update={"method": method, "seed": seed, "name": f"{base.name} {method} s{seed}"})
+
+
+def ensure_run(conn: sqlite3.Connection, runs_dir, sid: str, method: str, seed: int) -> str:
+    """The run of one cell, created (and recorded in the sweep in the same step) if it does not exist."""
+    have = store.one(conn, "SELECT run_id FROM sweep_runs WHERE sweep_id = ? AND method = ? AND seed = ?",
+                     (sid, method, seed))
+    if have:
+        return have["run_id"]
+    cfg = cell_config(get(conn, sid)["config"], method, seed)
+    run_id = runs.create_run(conn, runs_dir, cfg, run_id=f"{sid}-{method}-s{seed}")
+    conn.execute("INSERT INTO sweep_runs(sweep_id, method, seed, run_id) VALUES (?,?,?,?)", (sid, method, seed, run_id))
+    return run_id
+
+
+def execute(ws, conn: sqlite3.Connection, sid: str, *, echo=print, run_worker=None) -> dict[str, str]:
+    """Run every cell one after another; returns ``{run_id: state}``. Finished runs are skipped."""
+    from baldistill_core.runs import jobs
+
+    run_worker = run_worker or jobs.run_worker
+    sw = get(conn, sid)
+    states: dict[str, str] = {}
+    for method in sw["methods"]:
+        for seed in sw["seeds"]:
+            rid = ensure_run(conn, ws.runs_dir, sid, method, seed)
+            state = runs.get_run(conn, rid)["state"]
+            if state == runs.RunStatus.FINISHED:
+                echo(f"{rid}: finished already, skipped")
+            elif state == runs.RunStatus.AWAITING_REVIEW:
+                echo(f"{rid}: waiting for review of synthetic examples; approve them, then sweep again")
+            else:
+                echo(f"{rid}: {'resuming' if state != runs.RunStatus.CREATED else 'starting'} ({method}, seed {seed})")
+                run_worker(ws, conn, rid, echo=echo)
+            states[rid] = runs.get_run(conn, rid)["state"]
+    return states
+
+
+def start(ws, conn: sqlite3.Connection, cfg: RunConfig, seeds: list[int], methods: list[str] | None = None):
+    """Create the sweep and all its runs, then execute it in a background process
+    (``baldistill sweep --id``; log in ``<workspace>/sweeps/<id>.log``). Returns ``(sweep id, run ids, process)``."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sid = create(conn, cfg, seeds, methods)
+    sw = get(conn, sid)
+    ids = [ensure_run(conn, ws.runs_dir, sid, m, s) for m in sw["methods"] for s in sw["seeds"]]
+    folder = Path(ws.root) / "sweeps"
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"), TOKENIZERS_PARALLELISM="false")
+    with open(folder / f"{sid}.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "baldistill_core.cli", "sweep", "--id", sid,
+                                 "--workspace", str(ws.root)], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+                                cwd=str(Path(__file__).resolve().parents[2]))
+    return sid, ids, proc

@@ -1,8 +1,10 @@
-"""Compare: macro / micro / head / tail scores of several runs, per-domain bars, head-vs-tail, budget."""
+"""Compare: macro / micro / large- / small-domain scores of several runs, per-domain bars, large vs small, budget."""
 
 import streamlit as st
 
+from baldistill_core.evaluation.evaluate import SIZE_GROUPS_HELP
 from baldistill_core.reports import compare
+from baldistill_core.selection.methods import label as method_label
 from baldistill_core.runs import records as runs
 from studio_ui import bridge, run_views
 
@@ -16,7 +18,7 @@ if not available:
     run_views.nav_link("pages/training.py", "Go to Training", ":material/model_training:")
     st.stop()
 
-labels = {r["id"]: f"{r['name']} · {r['method']} · {r['state']} · {r['id']}" for r in available}
+labels = {r["id"]: f"{r['name']} · {method_label(r['method'])} · {r['state']} · {r['id']}" for r in available}
 wanted = [r for r in (st.query_params.get_all("runs") or []) if r in labels]
 chosen = st.multiselect("Runs", list(labels), default=wanted or list(labels)[:4], format_func=labels.get,
                         key="compare_runs")
@@ -34,10 +36,13 @@ if any(s["split"] == "live" for s in scores):
     st.caption("Runs without a final test evaluation are scored on their latest live (small stratified) "
                "evaluation — marked 'live' in the split column.")
 st.dataframe(compare.table(scores), hide_index=True, width="stretch",
-             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("macro", "micro", "head", "tail")})
+             column_config={c: st.column_config.NumberColumn(format="%.3f", help=SIZE_GROUPS_HELP if "domains" in c
+                                                               else None)
+                            for c in ("macro", "micro", "large domains", "small domains")})
+st.caption(SIZE_GROUPS_HELP)
 
 bars = run_views.grouped_bars(scores, metric)
-scatter = run_views.head_tail_scatter(scores, metric)
+scatter = run_views.size_groups_scatter(scores, metric)
 spend = run_views.spend_bars(scores)
 st.plotly_chart(bars, width="stretch", key="cmp_bars")
 c1, c2 = st.columns(2)

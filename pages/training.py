@@ -11,6 +11,8 @@ import streamlit as st
 from baldistill_core.runs import jobs
 from baldistill_core.reports import monitor
 from baldistill_core.runs import records as runs
+from baldistill_core.evaluation.evaluate import SIZE_GROUPS_HELP
+from baldistill_core.selection.methods import label as method_label
 from studio_ui import auth, bridge, review_views, run_views
 
 st.title("Training")
@@ -73,7 +75,7 @@ def live_panel(run_id: str) -> None:
     color, label = snap.badge()
     p = snap.progress
     head = st.columns([3, 1, 1])
-    head[0].markdown(f":{color}-badge[{label}] &nbsp; **{snap.config.method}** · B={snap.config.budget} · "
+    head[0].markdown(f":{color}-badge[{label}] &nbsp; **{method_label(snap.config.method)}** · B={snap.config.budget} · "
                      f"K={p['stages']} · student `{snap.config.student.model}` ({snap.config.student.preset})")
     if head[1].button("Cancel", disabled=not (snap.can_cancel and auth.can("operator")), key="cancel_run"):
         st.toast(f"Run {jobs.cancel(bridge.conn(), run_id)}")
@@ -110,6 +112,7 @@ def live_panel(run_id: str) -> None:
     if snap.live:
         c1.plotly_chart(run_views.accuracy_figure(snap.live, snap.head, snap.tail, snap.metric), width="stretch",
                         key="live_curves")
+        c1.caption(SIZE_GROUPS_HELP)
     else:
         c1.info("No evaluation yet: the per-domain curves appear after the first live evaluation.")
     if snap.loss:

@@ -46,7 +46,7 @@ def quota_chart(plans: list[StagePlan]) -> go.Figure:
         fig.add_bar(
             name=f"stage {p.stage}", x=order, y=[p.quota[d] for d in order],
             marker_pattern_shape=["/" if d in p.tail else "" for d in order],
-            customdata=[[p.real[d], p.fill[d], "tail" if d in p.tail else "head"] for d in order],
+            customdata=[[p.real[d], p.fill[d], p.role(d)] for d in order],
             hovertemplate="%{x} · stage " + str(p.stage)
             + "<br>quota %{y} = %{customdata[0]} real + %{customdata[1]} filled (%{customdata[2]})<extra></extra>",
         )
@@ -64,7 +64,8 @@ def domain_table(s: DomainStats, plans: list[StagePlan] | None) -> list[dict]:
             row["total quota"] = sum(p.quota[d] for p in plans)
             row["real picks"] = sum(p.real[d] for p in plans)
             row["filled"] = sum(p.fill[d] for p in plans)
-            row["tail from stage"] = next((p.stage for p in plans if d in p.tail), None)
+            first = next((p.stage for p in plans if p.role(d) == "tail"), None)
+            row["tail from stage"] = "never" if first is None else f"stage {first}"  # text: no "None" cell
         rows.append(row)
     return rows
 

@@ -10,7 +10,7 @@ import streamlit as st
 
 from baldistill_core.selection.methods import METHODS, label as method_label
 from baldistill_core.config import STUDENT_PRESETS, EvalConfig, IFDConfig, RunConfig, StudentConfig, TeacherConfig
-from studio_ui import auth, bridge
+from studio_ui import auth, bridge, settings
 from studio_ui.charts import HEAD_COLOR, TAIL_COLOR
 
 RUN_F, TEACHER_F, STUDENT_F = RunConfig.model_fields, TeacherConfig.model_fields, StudentConfig.model_fields
@@ -34,21 +34,26 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
     """
     c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 2])
     methods = list(METHODS)
-    method = c1.selectbox("Method", methods, index=methods.index(_default(RUN_F, "method")), key=f"{key}_method",
-                          format_func=method_label, help=RUN_F["method"].description)
-    budget = c2.number_input("Budget B", min_value=1, value=_default(RUN_F, "budget"), key=f"{key}_budget",
-                             help=RUN_F["budget"].description)
-    stages = c3.number_input("Stages K", min_value=1, max_value=50, value=_default(RUN_F, "stages"),
-                             key=f"{key}_stages", help=RUN_F["stages"].description)
-    seed = c4.number_input("Seed", value=_default(RUN_F, "seed"), step=1, key=f"{key}_seed",
+    for name in settings.SHARED:  # start from the choice made on another page (or the URL, or the default)
+        settings.seed_widget(f"{key}_{name}", name)
+    method = c1.selectbox("Method", methods, key=f"{key}_method", format_func=method_label,
+                          help=RUN_F["method"].description)
+    m = METHODS[method]
+    budget = c2.number_input("Budget B", min_value=1, key=f"{key}_budget", help=RUN_F["budget"].description)
+    stages = c3.number_input("Stages K", min_value=1, max_value=50, key=f"{key}_stages",
+                             disabled=m.ignores_stages(), help=RUN_F["stages"].description
+                             + (f" Ignored by {m.label}: {stages_note(m)}" if m.ignores_stages() else ""))
+    seed = c4.number_input("Seed", step=1, key=f"{key}_seed",
                            help="Every random pick depends only on (seed, stage, domain).")
+    settings.remember(method=method, budget=int(budget), stages=int(stages), seed=int(seed))
     values: dict = dict(dataset=dataset, method=method, budget=int(budget), stages=int(stages), seed=int(seed))
     ifd_f = IFDConfig.model_fields
     cap = c5.number_input("IFD cap per domain", min_value=1,
                           value=_default(ifd_f, "candidate_cap_per_domain"), key=f"{key}_ifdcap",
                           help=ifd_f["candidate_cap_per_domain"].description)
     values["ifd"] = dict(candidate_cap_per_domain=int(cap))
-    m = METHODS[method]
+    if m.ignores_stages():
+        st.caption(f"**K is ignored by {m.label}**: {stages_note(m)}")
     st.caption(f"Policy of **{m.label}**: {m.policy or 'none (no training)'}"
                + (" · head picks by the student's IFD from stage 1" if m.ifd else "")
                + (" · tail gaps filled by teacher synthesis" if m.synth else ""))
@@ -109,6 +114,13 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
         return None, "This configuration is not valid — " + "; ".join(msgs)
 
 
+def stages_note(m) -> str:
+    """Why a method ignores the Stages K setting (for the forms)."""
+    if not m.train:
+        return "it trains nothing, so it has no stage."
+    return "it spends the whole budget in one stage."
+
+
 def _is_path(model: str) -> bool:
     from pathlib import Path
 
@@ -146,8 +158,9 @@ def _domain_style(d: str, tail: set[str]) -> dict:
 
 
 def accuracy_figure(live: list[dict], head: list[str], tail: list[str], metric: str) -> go.Figure:
-    """Per-domain live score by stage: lines (head solid blue, tail dotted orange, macro black) or,
-    above ``HEATMAP_ABOVE`` domains, a domain × stage heatmap. Stage -1 is the base student."""
+    """Per-domain live score by stage: lines (large domains solid blue, small domains dotted orange, macro
+    black) or, above ``HEATMAP_ABOVE`` domains, a domain × stage heatmap. Stage -1 is the base student.
+    ``head`` / ``tail`` are the evaluation's size groups (``evaluate.head_tail_groups``)."""
     domains = sorted({r["domain"] for r in live if not r["domain"].startswith("_")})
     stages = sorted({r["stage"] for r in live})
     val = {(r["domain"], r["stage"]): r["value"] for r in live}
@@ -160,20 +173,20 @@ def accuracy_figure(live: list[dict], head: list[str], tail: list[str], metric: 
                         y=[("◦ " if d in tails else "") + d for d in order], colorscale="Viridis", zmin=0, zmax=1,
                         colorbar=dict(title=metric), hovertemplate="%{y} · %{x}: %{z:.3f}<extra></extra>")
         fig.update_layout(height=max(360, 14 * len(order) + 80), yaxis=dict(autorange="reversed", dtick=1),
-                          title=f"Live {metric} per domain (◦ = tail domain)")
+                          title=f"Live {metric} per domain (◦ = small domain)")
     else:
         tails = set(tail)
         for d in domains:
             xs = [label[s] for s in stages if (d, s) in val]
             fig.add_scatter(x=xs, y=[val[(d, s)] for s in stages if (d, s) in val], mode="lines+markers", name=d,
-                            line=_domain_style(d, tails), legendgroup="tail" if d in tails else "head",
-                            legendgrouptitle_text="tail" if d in tails else "head")
+                            line=_domain_style(d, tails), legendgroup="small" if d in tails else "large",
+                            legendgrouptitle_text="small domains" if d in tails else "large domains")
         if any(("_macro", s) in val for s in stages):
             fig.add_scatter(x=[label[s] for s in stages if ("_macro", s) in val],
                             y=[val[("_macro", s)] for s in stages if ("_macro", s) in val], mode="lines+markers",
                             name="macro", line=dict(color="black", width=3))
         fig.update_layout(height=380, yaxis=dict(range=[0, 1.02], title=metric),
-                          title=f"Live {metric} per domain (solid = head, dotted = tail)")
+                          title=f"Live {metric} per domain (solid = large domains, dotted = small domains)")
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), xaxis=dict(type="category", title=None))
     return fig
 
@@ -193,7 +206,7 @@ def grouped_bars(scores: list[dict], metric: str) -> go.Figure:
     domains = sorted({d for s in scores for d in s["per_domain"]})
     for s in scores:
         ys = [s["per_domain"].get(d) for d in domains]
-        fig.add_bar(name=f"{s['name']} ({s['method']}) · {s['run_id'][-4:]}", x=domains, y=ys,
+        fig.add_bar(name=f"{s['name']} ({method_label(s['method'])}) · {s['run_id'][-4:]}", x=domains, y=ys,
                     text=[None if y is None else f"{y:.2f}" for y in ys], textposition="outside", cliponaxis=False)
     fig.update_layout(barmode="group", height=420, margin=dict(l=10, r=10, t=40, b=10),
                       yaxis=dict(title=metric, range=[0, 1.08]),
@@ -202,18 +215,22 @@ def grouped_bars(scores: list[dict], metric: str) -> go.Figure:
     return fig
 
 
-def head_tail_scatter(scores: list[dict], metric: str) -> go.Figure:
-    pts = [s for s in scores if s["head"] is not None and s["tail"] is not None]
+def size_groups_scatter(scores: list[dict], metric: str) -> go.Figure:
+    """Each run as a point: its score on the large domains (x) against the small domains (y)."""
+    lg, sm = "large domains", "small domains"
+    pts = [s for s in scores if s[lg] is not None and s[sm] is not None]
     fig = go.Figure(go.Scatter(
-        x=[s["head"] for s in pts], y=[s["tail"] for s in pts], mode="markers+text",
+        x=[s[lg] for s in pts], y=[s[sm] for s in pts], mode="markers+text",
         text=[s["name"] for s in pts], textposition="top center", marker=dict(size=14, color=HEAD_COLOR),
-        customdata=[[s["method"], s["run_id"]] for s in pts],
-        hovertemplate="%{text} · %{customdata[0]}<br>head %{x:.3f} · tail %{y:.3f}<extra>%{customdata[1]}</extra>"))
+        customdata=[[method_label(s["method"]), s["run_id"]] for s in pts],
+        hovertemplate="%{text} · %{customdata[0]}<br>large domains %{x:.3f} · small domains %{y:.3f}"
+                      "<extra>%{customdata[1]}</extra>"))
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#aaa"), showlegend=False,
                     hoverinfo="skip")
-    fig.update_layout(height=420, margin=dict(l=10, r=10, t=40, b=10), title=f"Head vs tail {metric}",
-                      xaxis=dict(title=f"head {metric}", range=[0, 1]), yaxis=dict(title=f"tail {metric}", range=[0, 1]),
-                      showlegend=False)
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=40, b=10),
+                      title=f"Large vs small domains ({metric})",
+                      xaxis=dict(title=f"{metric} on the large domains", range=[0, 1]),
+                      yaxis=dict(title=f"{metric} on the small domains", range=[0, 1]), showlegend=False)
     return fig
 
 

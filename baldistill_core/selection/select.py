@@ -23,7 +23,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
-from baldistill_core.selection.policy import StagePlan
+from baldistill_core.selection.policy import StagePlan, synthesizing_methods
 from baldistill_core import store
 from baldistill_core.config import RunConfig
 from baldistill_core.errors import ConfigError
@@ -62,8 +62,8 @@ def check_budget(cfg: RunConfig, pool_size: int) -> None:
     if m.train and m.fill == "redistribute" and cfg.budget > pool_size:
         raise ConfigError(
             f"budget B={cfg.budget} is larger than the pool of {pool_size} real training examples the teacher "
-            f"can annotate, and method {cfg.method!r} cannot synthesize tail data; lower the budget to at most "
-            f"{pool_size} or use a synthesizing method (baldistill_n, baldistill_a)"
+            f"can annotate, and {m.label} (method {m.name}) cannot synthesize tail data; lower the budget to at "
+            f"most {pool_size} or use a method that synthesizes tail examples ({synthesizing_methods()})"
         )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from studio_ui import auth, bridge
+from studio_ui import auth, bridge, settings
 
 st.set_page_config(page_title="BalDistill Studio", page_icon="⚖️", layout="wide")
 
@@ -35,6 +35,7 @@ nav = st.navigation(pages)
 auth.gate()
 try:
     bridge.dataset_picker()
+    settings.restore_url()  # method, B, K and seed chosen on one page stay in the URL on the next
     st.sidebar.caption(f"Workspace: `{bridge.workspace().root}`")
     nav.run()
 finally:

@@ -13,7 +13,7 @@ from baldistill_core.reports import monitor
 from baldistill_core.runs import records as runs
 from baldistill_core.evaluation.evaluate import SIZE_GROUPS_HELP
 from baldistill_core.selection.methods import label as method_label
-from studio_ui import auth, bridge, review_views, run_views
+from studio_ui import auth, bridge, review_views, run_views, settings
 
 st.title("Training")
 dataset = bridge.require_dataset()
@@ -24,8 +24,26 @@ reviewer = auth.user_name() if not auth.can("operator") else (review_views.revie
 choices = monitor.run_choices(conn, dataset)
 wanted = st.query_params.get("run")
 
-with st.expander("Launch a new run", expanded=not choices and not wanted):
+presets = settings.bundled_configs(dataset)
+asked = st.query_params.get("config")
+if asked in presets and st.session_state.get("_config_applied") != asked:  # a link (the tour) names a config
+    settings.apply_config("train", asked, presets[asked])
+    st.session_state["_config_applied"] = asked
+
+with st.expander("Launch a new run", expanded=(not choices and not wanted) or asked in presets):
+    if presets:
+        pick = st.selectbox("Start from a bundled config", ["(form defaults)", *presets], key="train_from",
+                            index=1 + list(presets).index(asked) if asked in presets else 0,
+                            help="Fills the form from a config in assets/configs; the fields the form has no "
+                                 "widget for (learning rate, epochs, …) come from that file too.")
+        if pick in presets and st.button(f"Load {pick}.yaml into the form", key="train_load"):
+            settings.apply_config("train", pick, presets[pick])
+            st.rerun()
     cfg, err = run_views.run_form(dataset, "train")
+    base = settings.base_config("train", dataset)
+    if base:
+        st.caption(f"Started from `assets/configs/{base[0]}.yaml`; the command line below holds every field that "
+                   "differs from the defaults.")
     if err:
         st.error(err)
     else:

@@ -14,6 +14,9 @@ from studio_ui import auth, bridge, settings
 from studio_ui.charts import HEAD_COLOR, TAIL_COLOR
 
 RUN_F, TEACHER_F, STUDENT_F = RunConfig.model_fields, TeacherConfig.model_fields, StudentConfig.model_fields
+STAGE_ROLES_HELP = ("At this stage a domain is head when its remaining pool of real examples covers its quota, "
+                    "tail when it cannot (the gap is filled), none when its quota is 0. The Training and Compare "
+                    "pages group domains differently: large / small domains by training size.")
 HEATMAP_ABOVE = 12  # domains; above this one line per domain is unreadable
 
 
@@ -49,7 +52,7 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
     values: dict = dict(dataset=dataset, method=method, budget=int(budget), stages=int(stages), seed=int(seed))
     ifd_f = IFDConfig.model_fields
     cap = c5.number_input("IFD cap per domain", min_value=1,
-                          value=_default(ifd_f, "candidate_cap_per_domain"), key=f"{key}_ifdcap",
+                          key=_init(f"{key}_ifdcap", _default(ifd_f, "candidate_cap_per_domain")),
                           help=ifd_f["candidate_cap_per_domain"].description)
     values["ifd"] = dict(candidate_cap_per_domain=int(cap))
     if m.ignores_stages():
@@ -58,38 +61,9 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
                + (" · head picks by the student's IFD from stage 1" if m.ifd else "")
                + (" · tail gaps filled by teacher synthesis" if m.synth else ""))
     if full:
-        t1, t2, t3 = st.columns(3)
-        values["name"] = t1.text_input("Run name", value=_default(RUN_F, "name"), key=f"{key}_name",
-                                       help=RUN_F["name"].description)
-        backends = _options(TEACHER_F, "backend")
-        backend = t2.selectbox("Teacher backend", backends, index=backends.index(_default(TEACHER_F, "backend")),
-                               key=f"{key}_teacher", help=TEACHER_F["backend"].description)
-        teacher: dict = dict(backend=backend)
-        if backend != "recorded":
-            teacher["model"] = t3.text_input("Teacher model", value=_default(TEACHER_F, "model"),
-                                             key=f"{key}_tmodel", help=TEACHER_F["model"].description)
-        if backend == "openai":
-            u1, u2 = st.columns(2)
-            teacher["base_url"] = u1.text_input("Endpoint base URL", value="", key=f"{key}_url",
-                                                help=TEACHER_F["base_url"].description) or None
-            teacher["api_key_env"] = u2.text_input("API key variable", value=_default(TEACHER_F, "api_key_env"),
-                                                   key=f"{key}_keyenv", help=TEACHER_F["api_key_env"].description)
-        s1, s2, s3 = st.columns(3)
-        model = s1.text_input("Student model", value=_default(STUDENT_F, "model"), key=f"{key}_smodel",
-                              help=STUDENT_F["model"].description + " 'tiny-llama-test' = a 2-layer test model.")
-        presets = list(STUDENT_PRESETS)
-        preset = s2.selectbox("Student preset", presets, index=presets.index(_default(STUDENT_F, "preset")),
-                              key=f"{key}_preset", help=STUDENT_F["preset"].description)
-        values["auto_approve"] = s3.checkbox("Auto-approve synthetic data", value=_default(RUN_F, "auto_approve"),
-                                             key=f"{key}_auto", help=RUN_F["auto_approve"].description)
-        clip = st.number_input("Clip inputs to N tokens (0 = no clip)", min_value=0,
-                               value=_default(STUDENT_F, "max_input_tokens") or 0, key=f"{key}_clip",
-                               help=STUDENT_F["max_input_tokens"].description)
-        values["teacher"] = teacher
-        values["student"] = dict(model=model, preset=preset)
-        if clip:
-            values["student"]["max_input_tokens"] = int(clip)
+        values.update(_full_fields(key))
         user = auth.current_user()
+        model = values["student"]["model"]
         if user is not None and user.via != "local" and _is_path(model):
             from baldistill_core.data.loading import DataError, confine
             from baldistill_core.workspace import model_cache_dir
@@ -98,20 +72,74 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
                 confine(model, [bridge.workspace().root, model_cache_dir()])
             except DataError as e:
                 return None, f"This configuration is not valid — student model: {e}"
-        ev_f = EvalConfig.model_fields
-        e1, e2 = st.columns(2)
-        live = e1.number_input("Live eval examples per domain", min_value=1, value=_default(ev_f, "live_per_domain"),
-                               key=f"{key}_live", help=ev_f["live_per_domain"].description)
-        final = e2.number_input("Final test examples per domain", min_value=1,
-                                value=_default(ev_f, "final_per_domain"), key=f"{key}_final",
-                                help=ev_f["final_per_domain"].description)
-        values["eval"] = dict(live_per_domain=int(live), final_per_domain=int(final))
+        base = settings.base_config(key, dataset)
+        if base:  # the fields the form has no widget for come from the config it started from
+            clip = values["student"].get("max_input_tokens")
+            values = settings.merged(base[1], values)
+            if not clip:
+                values["student"].pop("max_input_tokens", None)
     try:
         return RunConfig.model_validate(values), None
     except ValueError as e:
         msgs = [f"{'.'.join(map(str, er['loc']))}: {er['msg']}" if er.get("loc") else er["msg"]
                 for er in getattr(e, "errors", lambda: [])()] or [str(e)]
         return None, "This configuration is not valid — " + "; ".join(msgs)
+
+
+def _init(key: str, value) -> str:
+    """A widget key whose first value is ``value`` (later runs keep what the user or a preset set)."""
+    if key not in st.session_state:
+        st.session_state[key] = value
+    return key
+
+
+def _full_fields(key: str) -> dict:
+    """Training's extra widgets: run name, teacher, student, auto-approve, input clip, evaluation sizes."""
+    values: dict = {}
+    t1, t2, t3 = st.columns(3)
+    values["name"] = t1.text_input("Run name", key=_init(f"{key}_name", _default(RUN_F, "name")),
+                                   help=RUN_F["name"].description)
+    backends = _options(TEACHER_F, "backend")
+    backend = t2.selectbox("Teacher backend", backends, key=_init(f"{key}_teacher", _default(TEACHER_F, "backend")),
+                           help=TEACHER_F["backend"].description)
+    teacher: dict = dict(backend=backend)
+    if backend != "recorded":
+        teacher["model"] = t3.text_input("Teacher model", value=_default(TEACHER_F, "model"),
+                                         key=f"{key}_tmodel", help=TEACHER_F["model"].description)
+    if backend == "openai":
+        u1, u2 = st.columns(2)
+        teacher["base_url"] = u1.text_input("Endpoint base URL", value="", key=f"{key}_url",
+                                            help=TEACHER_F["base_url"].description) or None
+        teacher["api_key_env"] = u2.text_input("API key variable", value=_default(TEACHER_F, "api_key_env"),
+                                               key=f"{key}_keyenv", help=TEACHER_F["api_key_env"].description)
+    s1, s2, s3 = st.columns(3)
+    model = s1.text_input("Student model", key=_init(f"{key}_smodel", _default(STUDENT_F, "model")),
+                          help=STUDENT_F["model"].description + " 'tiny-llama-test' = a 2-layer test model.")
+    preset = s2.selectbox("Student preset", list(STUDENT_PRESETS), key=_init(f"{key}_preset",
+                                                                              _default(STUDENT_F, "preset")),
+                          help=STUDENT_F["preset"].description + " Training settings: "
+                          + "; ".join(f"{n}: lr {p['learning_rate']}, {p['epochs']:g} epochs, batch {p['batch_size']}"
+                                      for n, p in STUDENT_PRESETS.items()))
+    values["auto_approve"] = s3.checkbox("Auto-approve synthetic data",
+                                         key=_init(f"{key}_auto", _default(RUN_F, "auto_approve")),
+                                         help=RUN_F["auto_approve"].description)
+    clip = st.number_input("Clip inputs to N tokens (0 = no clip)", min_value=0,
+                           key=_init(f"{key}_clip", _default(STUDENT_F, "max_input_tokens") or 0),
+                           help=STUDENT_F["max_input_tokens"].description)
+    values["teacher"] = teacher
+    values["student"] = dict(model=model, preset=preset)
+    if clip:
+        values["student"]["max_input_tokens"] = int(clip)
+    ev_f = EvalConfig.model_fields
+    e1, e2 = st.columns(2)
+    live = e1.number_input("Live eval examples per domain", min_value=1,
+                           key=_init(f"{key}_live", _default(ev_f, "live_per_domain")),
+                           help=ev_f["live_per_domain"].description)
+    final = e2.number_input("Final test examples per domain", min_value=1,
+                            key=_init(f"{key}_final", _default(ev_f, "final_per_domain")),
+                            help=ev_f["final_per_domain"].description)
+    values["eval"] = dict(live_per_domain=int(live), final_per_domain=int(final))
+    return values
 
 
 def stages_note(m) -> str:
@@ -131,8 +159,10 @@ def minimal_config(cfg: RunConfig) -> dict:
     """The config's fields that differ from the defaults (a preset stands for its expanded fields)."""
     out = cfg.model_dump(mode="json", exclude_defaults=True)
     out["dataset"] = cfg.dataset
-    if "student" in out:
-        out["student"] = {k: v for k, v in out["student"].items() if k in ("model", "preset", "max_input_tokens")}
+    if "student" in out:  # the preset stands for its fields: keep only what differs from its expansion
+        full = cfg.student.model_dump(mode="json")
+        expanded = StudentConfig.model_validate(dict(model=full["model"], preset=full["preset"])).model_dump(mode="json")
+        out["student"] = {k: v for k, v in full.items() if k in ("model", "preset") or v != expanded.get(k)}
     return out
 
 
@@ -285,8 +315,8 @@ def preview_panels(pv) -> None:
         return
     m = st.columns(4)
     m[0].metric("Stage budget", a.budget)
-    m[1].metric("Head domains", len(a.head))
-    m[2].metric("Tail domains", len(a.tail))
+    m[1].metric("Head domains", sum(1 for d in a.head if a.quota[d] > 0), help=STAGE_ROLES_HELP)
+    m[2].metric("Tail domains", len(a.tail), help=STAGE_ROLES_HELP)
     m[3].metric("Gap to fill", sum(a.fill.values()))
     st.plotly_chart(quota_figure(pv), width="stretch", key="plan_quota")
     st.dataframe(pv.rows(), hide_index=True, width="stretch")

@@ -9,6 +9,8 @@ value is the ``RunConfig`` field's default: every page starts from the same numb
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from baldistill_core.config import RunConfig
@@ -71,3 +73,60 @@ def restore_url() -> None:
         v = st.session_state.get(_PREFIX + name)
         if v is not None and v != default(name) and st.query_params.get(name) != str(v):
             st.query_params[name] = str(v)
+
+
+# ---------------------------------------------------------------- bundled run configs (assets/configs)
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "assets" / "configs"
+# Run-form widget (key suffix) -> where its value sits in a run config dict.
+FORM_FIELDS = {
+    "method": ("method",), "budget": ("budget",), "stages": ("stages",), "seed": ("seed",),
+    "ifdcap": ("ifd", "candidate_cap_per_domain"), "name": ("name",), "teacher": ("teacher", "backend"),
+    "smodel": ("student", "model"), "preset": ("student", "preset"), "auto": ("auto_approve",),
+    "clip": ("student", "max_input_tokens"), "live": ("eval", "live_per_domain"),
+    "final": ("eval", "final_per_domain"),
+}
+
+
+def bundled_configs(dataset: str) -> dict[str, dict]:
+    """{file stem: config dict} of the configs in assets/configs for ``dataset``."""
+    import yaml
+
+    out = {}
+    for p in sorted(CONFIG_DIR.glob("*.yaml")):
+        d = yaml.safe_load(p.read_text()) or {}
+        if d.get("dataset") == dataset:
+            out[p.stem] = d
+    return out
+
+
+def _get(d: dict, path: tuple[str, ...]):
+    for k in path:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def apply_config(key: str, name: str, cfg: dict) -> None:
+    """Fill run form ``key``'s widgets from a config dict; its other fields become the form's base."""
+    full = RunConfig.model_validate(cfg).model_dump(mode="json")
+    for suffix, path in FORM_FIELDS.items():
+        v = _get(full, path)
+        st.session_state[f"{key}_{suffix}"] = (v or 0) if suffix == "clip" else v
+    st.session_state[f"{key}_base"] = (name, cfg)
+    remember(**{n: full[n] for n in SHARED})
+
+
+def base_config(key: str, dataset: str) -> tuple[str, dict] | None:
+    """(name, config dict) the form ``key`` started from, if it is for ``dataset``."""
+    base = st.session_state.get(f"{key}_base")
+    return base if base and base[1].get("dataset") == dataset else None
+
+
+def merged(base: dict | None, values: dict) -> dict:
+    """The form's values over the base config (nested dicts merged, the form wins)."""
+    out = dict(base or {})
+    for k, v in values.items():
+        out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

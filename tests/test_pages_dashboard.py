@@ -318,7 +318,8 @@ def test_compare_two_runs_table_charts_csv(page_env):
     _ok(at)
     table = at.dataframe[0].value
     assert set(table["run_id"]) == {a, b}
-    assert table.set_index("name").loc["random", "tail"] == pytest.approx(0.1)
+    assert table.set_index("name").loc["random", "small domains"] == pytest.approx(0.1)  # the size group, renamed
+    assert set(table["method"]) == {"BalDistill-A", "Random FT CoT"}  # labels, as on every page
     assert len(at.get("plotly_chart")) == 3
     from baldistill_core.reports import compare
 

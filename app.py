@@ -35,6 +35,7 @@ nav = st.navigation(pages)
 auth.gate()
 try:
     bridge.dataset_picker()
+    settings.adopt_url()
     settings.restore_url()  # method, B, K and seed chosen on one page stay in the URL on the next
     st.sidebar.caption(f"Workspace: `{bridge.workspace().root}`")
     nav.run()

@@ -344,12 +344,12 @@ def preview_panels(pv) -> None:
         nav_link("pages/review.py", "Review synthetic examples", ":material/fact_check:")
 
 
-def nav_link(path: str, label: str, icon: str | None = None) -> None:
+def nav_link(path: str, label: str, icon: str | None = None, query_params: dict | None = None) -> None:
     """``st.page_link`` that degrades to a plain label when the page runs outside ``app.py``'s
     navigation (a page script tested on its own)."""
     from streamlit.errors import StreamlitAPIException
 
     try:
-        st.page_link(path, label=label, icon=icon)
+        st.page_link(path, label=label, icon=icon, query_params=query_params)
     except StreamlitAPIException:
         st.caption(f"{label} (open it from the navigation)")

@@ -67,6 +67,23 @@ def remember(**values) -> None:
             st.query_params[name] = str(v)
 
 
+FORMS = ("data", "plan", "train")  # the widget key prefixes of the pages that show these settings
+
+
+def adopt_url() -> None:
+    """A link that carries settings (the tour's) wins over this session's last choice, once per new URL
+    value; the pages' widgets then restart from it."""
+    for name in SHARED:
+        raw = st.query_params.get(name)
+        v = _parse(name, raw)
+        if v is not None and raw != st.session_state.get("_url_seen_" + name) \
+                and v != st.session_state.get(_PREFIX + name, default(name)):
+            st.session_state[_PREFIX + name] = v
+            for form in FORMS:
+                st.session_state.pop(f"{form}_{name}", None)
+        st.session_state["_url_seen_" + name] = raw
+
+
 def restore_url() -> None:
     """Write the session's choices back into the URL (page navigation clears the query string)."""
     for name in SHARED:

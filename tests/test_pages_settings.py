@@ -106,3 +106,12 @@ def test_training_curves_name_the_size_groups(page_env):
     fig = run_views.accuracy_figure(live, ["a"], ["b"], "accuracy")
     titles = {t.legendgrouptitle.text for t in fig.data if t.name in ("a", "b")}
     assert titles == {"large domains", "small domains"} and "head" not in fig.layout.title.text
+
+
+def test_home_tour_links_carry_the_tour_settings(page_env):
+    at = _at("app.py").run()
+    _ok(at)
+    links = {p.proto.label: p.proto.page for p in at.get("page_link")} if at.get("page_link") else {}
+    md = " ".join(m.value for m in at.markdown)
+    assert "BalDistill-N, B=40, K=4" in md and "r52-tour.yaml" in md
+    assert "5 · Training" in links, links

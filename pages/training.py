@@ -83,6 +83,10 @@ if st.query_params.get("run") != run_id:
     st.query_params["run"] = run_id
 
 
+def _cell(v) -> str:
+    return "" if v is None else str(v)
+
+
 @st.fragment(run_every=2)
 def live_panel(run_id: str) -> None:
     try:
@@ -121,7 +125,12 @@ def live_panel(run_id: str) -> None:
     sp = snap.spend
     m = st.columns(4)
     m[0].metric("Budget used (examples)", f"{sp['selected']} / {sp['budget']}")
-    m[1].metric("Teacher calls (paid / cached)", f"{sp.get('paid_calls', 0)} / {sp.get('cached_calls', 0)}")
+    if snap.config.teacher.backend == "recorded":  # replayed from the bundled recordings: nothing is paid
+        m[1].metric("Teacher calls (recorded replays / cached)",
+                    f"{sp.get('paid_calls', 0)} / {sp.get('cached_calls', 0)}",
+                    help="The recorded teacher replays the bundled outputs: no call is paid for.")
+    else:
+        m[1].metric("Teacher calls (paid / cached)", f"{sp.get('paid_calls', 0)} / {sp.get('cached_calls', 0)}")
     cap = sp.get("cost_cap_usd")
     m[2].metric("Teacher cost (USD)", f"{sp.get('cost_usd', 0):.4f}" + (f" / {cap:.2f}" if cap else ""))
     m[3].metric("Live points", len({r["stage"] for r in snap.live}))
@@ -140,9 +149,10 @@ def live_panel(run_id: str) -> None:
     if snap.stages:
         st.dataframe([dict(stage=s["stage"], status=s["status"], picked=", ".join(f"{k} {n}" for k, n in
                                                                                    sorted(s["picked"].items())),
-                           kept=s["kept"], dropped=s["dropped"],
-                           seconds=round(s["finished_at"] - s["started_at"]) if s["finished_at"] and s["started_at"]
-                           else None) for s in snap.stages], hide_index=True, width="stretch")
+                           kept=_cell(s["kept"]), dropped=_cell(s["dropped"]),
+                           seconds=str(round(s["finished_at"] - s["started_at"]))
+                           if s["finished_at"] and s["started_at"] else "") for s in snap.stages],
+                     hide_index=True, width="stretch")  # text cells: a stage in progress shows blank, not "None"
     st.caption(f"Log (last {len(snap.logs)} lines) · updated {time.strftime('%H:%M:%S')}")
     st.code("\n".join(f"{time.strftime('%H:%M:%S', time.localtime(r['at']))} {r['level']:<7} {r['message']}"
                       for r in snap.logs) or "(no log lines yet)", language=None)

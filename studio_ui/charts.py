@@ -32,7 +32,9 @@ def distribution_chart(s: DomainStats, plans: list[StagePlan] | None, log_scale:
     fig.update_layout(
         title=f"Domain distribution — {s.n_domains} domains, {s.total:,} examples"
         + (f" · {len(tail)} tail under this plan" if plans else ""),
-        yaxis_type="log" if log_scale else "linear", yaxis_title="training examples",
+        # a log axis with ticks at powers of ten only, written out (plotly's default 2 5 2 5 reads as single digits)
+        yaxis=dict(type="log", dtick=1, tickformat=",d") if log_scale else dict(type="linear"),
+        yaxis_title="training examples",
         margin=dict(l=10, r=10, t=50, b=10), height=420, xaxis_tickangle=-45 if len(domains) > 12 else 0,
     )
     return fig

@@ -303,9 +303,11 @@ def quota_figure(pv) -> go.Figure:
                 marker_color=[HEAD_COLOR if d in a.head else TAIL_COLOR for d in order])
     fig.add_bar(name="gap filled (synthetic / duplicate)", x=order, y=[a.fill[d] for d in order],
                 marker_color=TAIL_COLOR, marker_pattern_shape="/")
-    fig.update_layout(barmode="stack", height=340, margin=dict(l=10, r=10, t=40, b=10), yaxis_title="examples",
-                      title=f"Stage {pv.stage} quota per domain (blue = head, orange = tail)",
-                      xaxis_tickangle=-45 if len(order) > 12 else 0, legend=dict(orientation="h"))
+    # The legend sits above the plot, under the title: below it, it covered the (rotated) domain labels.
+    fig.update_layout(barmode="stack", height=380, margin=dict(l=10, r=10, t=80, b=10), yaxis_title="examples",
+                      title=dict(text=f"Stage {pv.stage} quota per domain (blue = head, orange = tail)", y=0.98),
+                      xaxis_tickangle=-45 if len(order) > 12 else 0,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, xanchor="left"))
     return fig
 
 

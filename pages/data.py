@@ -79,7 +79,10 @@ page = left.number_input(f"Page (of {n_pages})", min_value=1, max_value=n_pages,
 for ex in bridge.examples(dataset, domain, page_size, (page - 1) * page_size):
     with right.container(border=True):
         st.caption(f"`{ex['id']}` · answer: **{ex['answer']}**")
-        st.text(ex["input"][:1500])
+        if info["spec"].get("task_type") == "math":  # LaTeX rendered, the rest shown literally
+            st.markdown(charts.math_markdown(ex["input"][:1500]))
+        else:
+            st.text(ex["input"][:1500])
 
 if info["spec"].get("licence"):
     st.caption(f"Source: {info['spec'].get('source') or 'uploaded'} · Licence: {info['spec']['licence']}")

@@ -44,8 +44,10 @@ if md is None:
     eta = (f"MiniLM on the CPU embeds roughly 15 texts per second: about {max(1, n // 900)} min for this dataset "
            "(plus UMAP)." if embedder == "minilm" else map_view.EMBEDDER_LABELS[embedder])
     go_selected = left.button("Compute embeddings", type="primary", icon=":material/play_arrow:", help=eta)
-    go_tfidf = embedder != "tfidf" and right.button("Use TF-IDF instead (instant)", icon=":material/bolt:",
+    go_tfidf = embedder != "tfidf" and right.button("Use TF-IDF instead (about 1 min)", icon=":material/bolt:",
                                                     help=map_view.EMBEDDER_LABELS["tfidf"])
+    st.caption("Estimate: " + (eta if embedder == "minilm" else "")
+               + (" TF-IDF: about a minute the first time (UMAP compiles), seconds after that."))
     if go_selected or go_tfidf:
         chosen = embedder if go_selected else "tfidf"
         try:
@@ -78,7 +80,17 @@ if picked:
         st.caption("Domain mix of the selection")
         st.plotly_chart(map_view.mix_chart(md, picked), width="stretch", key="mix")
     with right:
-        st.dataframe(map_view.selection_table(md, picked), width="stretch", hide_index=True, height=420)
+        table = map_view.selection_table(md, picked)
+        sel = st.dataframe(table, width="stretch", hide_index=True, height=420, on_select="rerun",
+                           selection_mode="single-row", key="map_selection_table")
+        rows = sel.selection.rows if sel is not None else []
+        if rows:  # the clicked row, in full
+            r = table.iloc[rows[0]]
+            with st.container(border=True):
+                st.caption(f"`{r['id']}` · domain **{r['domain']}** · cluster {r['cluster']}")
+                st.text(r["text"])
+        else:
+            st.caption("Click a row's left edge to open that example in full.")
 else:
     st.caption("Nothing selected yet.")
 

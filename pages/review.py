@@ -7,6 +7,7 @@ reviewer's name and time, and every tab sees them on its next refresh.
 import streamlit as st
 
 from baldistill_core.data import loading as data
+from baldistill_core.map import embed
 from baldistill_core.synthetic import review
 from baldistill_core.synthetic import synthesis
 from baldistill_core.synthetic.facets import facets
@@ -92,6 +93,10 @@ with st.sidebar:
         with st.expander("More recorded examples"):
             n = st.number_input("Per domain", min_value=1, max_value=500, value=10, key="more_per_domain")
             st.button("Load", on_click=_load_recorded, args=(int(n),), key="load_more")
+
+if st.session_state.get("nearest_by", "embedding") == "embedding" and not embed.embedder_loaded("minilm"):
+    st.caption("First visit on this server: the nearest-real-example search loads the MiniLM embedder, about 30 s "
+               "on this CPU (TF-IDF in the sidebar needs no model).")
 
 total = review.queue_count(conn, dataset, **filters)
 if total == 0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -12,6 +14,28 @@ from baldistill_core.data.stats import DomainStats
 
 HEAD_COLOR = "#3b5bdb"
 TAIL_COLOR = "#f08c00"
+
+
+_MATH = re.compile(r"(\$\$.+?\$\$|\$[^$\n]+?\$|\\\[.+?\\\]|\\\(.+?\\\))", re.S)
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#+\-!|~])")
+
+
+def math_markdown(text: str) -> str:
+    """Markdown that renders a math example's LaTeX (``$…$``, ``$$…$$``, ``\\(…\\)``, ``\\[…\\]``) and shows
+    everything else literally (markdown characters escaped; an escaped dollar ``\\$`` stays a dollar).
+
+    >>> math_markdown(r"Find $x^2$ if *a* costs \\$5.")
+    'Find $x^2$ if \\\\*a\\\\* costs \\\\$5.'
+    """
+    text = text.replace("\\$", "\x00")
+    out = []
+    for i, part in enumerate(_MATH.split(text)):
+        if i % 2:  # a LaTeX span: kept for st.markdown's KaTeX
+            part = part.replace("\\(", "$").replace("\\)", "$").replace("\\[", "$$").replace("\\]", "$$")
+            out.append(part.replace("\x00", "\\$"))
+        else:
+            out.append(_MD_SPECIAL.sub(r"\\\1", part).replace("\x00", "\\$"))
+    return "".join(out).replace("\n", "  \n")
 
 
 def _tail_at_any_stage(plans: list[StagePlan] | None) -> set[str]:

@@ -20,7 +20,8 @@ from studio_ui import bridge
 
 EMBEDDER_LABELS = {
     "minilm": "MiniLM sentence embeddings (best map; minutes on a CPU for thousands of texts)",
-    "tfidf": "TF-IDF + SVD (instant; word overlap only)",
+    "tfidf": "TF-IDF + SVD (no model to load; word overlap only; the first map of a server takes about a minute "
+             "while UMAP compiles, later ones seconds)",
 }
 # Long palette: R52 has 52 topics; colours repeat only after 60 groups.
 PALETTE = qualitative.Dark24 + qualitative.Light24 + qualitative.Set1 + qualitative.Pastel1[:3]
@@ -134,6 +135,7 @@ def selected_indices(event) -> list[int]:
 
 
 def selection_table(md: embed.MapData, idx: list[int]) -> pd.DataFrame:
+    """One row per selected example; the page opens a row (click it) in full below the table."""
     return pd.DataFrame({
         "id": [md.ids[i] for i in idx],
         "domain": [md.domains[i] for i in idx],

@@ -143,7 +143,8 @@ def _embedding_index(dataset: str, content_hash: str, domain: str) -> nearest.Em
     return nearest.EmbeddingIndex.from_bundle(bridge.conn(), bridge.workspace(), dataset, domain)
 
 
-@st.cache_data(show_spinner="Embedding with MiniLM…", max_entries=2048)
+@st.cache_data(show_spinner="Embedding with MiniLM (the first time this server loads the embedder: about 30 s)…",
+               max_entries=2048)
 def _vector(text: str):
     return nearest.encode([text])[0]
 

@@ -115,3 +115,14 @@ def test_home_tour_links_carry_the_tour_settings(page_env):
     md = " ".join(m.value for m in at.markdown)
     assert "BalDistill-N, B=40, K=4" in md and "r52-tour.yaml" in md
     assert "5 · Training" in links, links
+
+
+def test_data_page_renders_math_latex_and_shows_no_none_cells(page_env):
+    at = _at("pages/data.py", dataset="math_lt").run()
+    _ok(at)
+    shown = [m.value for m in at.markdown if "$" in m.value]
+    assert shown, "math examples are rendered as markdown with their LaTeX spans"
+    assert not [t.value for t in at.text if "$" in t.value]  # not as raw text
+    table = at.dataframe[0].value
+    assert set(table["tail from stage"]) <= {"never"} | {f"stage {s}" for s in range(50)}
+    assert table["tail from stage"].notna().all()

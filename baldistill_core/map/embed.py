@@ -72,6 +72,11 @@ def minilm_model_path() -> Path:
 _MODELS: dict[str, object] = {}
 
 
+def embedder_loaded(name: str = "minilm") -> bool:
+    """Whether this process has the embedder in memory already (the pages warn before a slow first load)."""
+    return name in _MODELS
+
+
 def load_minilm():
     """The SentenceTransformer, loaded once per process, offline, on the CPU."""
     if "minilm" not in _MODELS:

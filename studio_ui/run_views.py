@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from baldistill_core.selection.methods import METHODS, label as method_label
+from baldistill_core.selection.policy import POLICIES
 from baldistill_core.config import STUDENT_PRESETS, EvalConfig, IFDConfig, RunConfig, StudentConfig, TeacherConfig
 from studio_ui import auth, bridge, settings
 from studio_ui.charts import HEAD_COLOR, TAIL_COLOR
@@ -57,7 +58,7 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
     values["ifd"] = dict(candidate_cap_per_domain=int(cap))
     if m.ignores_stages():
         st.caption(f"**K is ignored by {m.label}**: {stages_note(m)}")
-    st.caption(f"Policy of **{m.label}**: {m.policy or 'none (no training)'}"
+    st.caption(f"Policy of **{m.label}**: {POLICIES[m.policy].label.lower() if m.policy else 'none (no training)'}"
                + (" · head picks by the student's IFD from stage 1" if m.ifd else "")
                + (" · tail gaps filled by teacher synthesis" if m.synth else ""))
     if full:
@@ -324,7 +325,8 @@ def preview_panels(pv) -> None:
     st.dataframe(pv.rows(), hide_index=True, width="stretch")
     st.subheader("Head picks" + (" — highest IFD first" if pv.by_ifd else " — random"))
     if pv.head_picks:
-        st.dataframe(pv.head_picks, hide_index=True, width="stretch",
+        picks = pv.head_picks if pv.by_ifd else [{k: v for k, v in r.items() if k != "ifd"} for r in pv.head_picks]
+        st.dataframe(picks, hide_index=True, width="stretch",  # random picks have no IFD: no column of "None"
                      column_config={"ifd": st.column_config.NumberColumn("IFD", format="%.4f")})
     else:
         st.caption("No head picks at this stage.")

@@ -126,3 +126,16 @@ def test_data_page_renders_math_latex_and_shows_no_none_cells(page_env):
     table = at.dataframe[0].value
     assert set(table["tail from stage"]) <= {"never"} | {f"stage {s}" for s in range(50)}
     assert table["tail from stage"].notna().all()
+
+
+def test_training_does_not_call_recorded_teacher_calls_paid(page_env):
+    from baldistill_core.runs import records as runs
+    from baldistill_core.workspace import open_workspace
+
+    ws, conn = open_workspace(page_env)
+    rid = runs.create_run(conn, ws.runs_dir, RunConfig(dataset="math_lt", name="rec", budget=14, stages=2))
+    at = _at("pages/training.py", dataset="math_lt", run=rid).run()
+    _ok(at)
+    labels = [m.label for m in at.metric]
+    assert "Teacher calls (recorded replays / cached)" in labels and not any("paid" in lb for lb in labels)
+    assert any("BalDistill-A" in m.value for m in at.markdown)  # the method by its label

@@ -14,7 +14,8 @@ conn = bridge.conn()
 available = compare.comparable_runs(conn, dataset)
 if not available:
     st.info(f"No evaluated runs on **{dataset}** yet. Launch runs on the Training page (for instance "
-            "baldistill_a and random_ft_cot at the same budget); they appear here after their first evaluation.")
+            f"{method_label('baldistill_a')} and {method_label('random_ft_cot')} at the same budget); they appear "
+            "here after their first evaluation.")
     run_views.nav_link("pages/training.py", "Go to Training", ":material/model_training:")
     st.stop()
 

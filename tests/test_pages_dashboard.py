@@ -212,6 +212,7 @@ def test_review_two_tabs_see_each_other_and_stale_decisions_are_refused(page_env
     tab1.button(key=f"ap_{sid}").click().run()
     _ok(tab1)
     # bob's tab still shows the old version of the example: his reject must not overwrite alice's approval
+    tab2.selectbox(key=f"reason_{sid}").set_value("wrong answer")  # sent with the click, no rerun in between
     tab2.button(key=f"rj_{sid}").click().run()
     assert any("changed by alice" in e.value for e in tab2.error)
     assert review.get(conn, sid)["status"] == "approved"

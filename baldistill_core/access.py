@@ -14,7 +14,7 @@ Nothing here is stored in the database.
 
 from __future__ import annotations
 
-from baldistill_core.errors import BalDistillError
+from baldistill_core.errors import BalDistillError, ConfigError
 
 import getpass
 import hashlib
@@ -53,7 +53,7 @@ def require(user: User | None, role: str, action: str) -> User:
 
 def _role(value: str, where: str) -> str:
     if value not in ROLES:
-        raise ValueError(f"{where}: unknown role {value!r}; roles are {', '.join(ROLES)}")
+        raise ConfigError(f"{where}: unknown role {value!r}; roles are {', '.join(ROLES)}")
     return value
 
 
@@ -69,7 +69,8 @@ def parse_users(spec: str | None) -> dict[str, tuple[str, str]]:
             continue
         parts = entry.split(":", 2)
         if len(parts) != 3 or not parts[0] or not parts[2]:
-            raise ValueError(f"BALDISTILL_USERS entry {i + 1} is not name:role:secret (the secret is not shown)")
+            raise ConfigError(f"BALDISTILL_USERS entry {i + 1} is not name:role:secret (the secret is not shown); "
+                              f"fix that entry")
         out[parts[0]] = (_role(parts[1], f"BALDISTILL_USERS entry {i + 1}"), parts[2])
     return out
 

@@ -114,17 +114,18 @@ class StudentConfig(_Strict):
     quantization: Literal["auto", "4bit", "none"] = Field(
         "auto", description="auto = QLoRA 4-bit NF4 when CUDA + bitsandbytes are present, else plain LoRA."
     )
-    lora_r: int = Field(8, ge=1, le=512)
-    lora_alpha: int = Field(16, ge=1)
-    lora_dropout: float = Field(0.1, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
-    learning_rate: float = Field(2e-4, gt=0)
-    epochs: float = Field(8.0, gt=0)
-    batch_size: int = Field(16, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    max_seq_len: int = Field(1024, ge=32)
-    warmup_ratio: float = Field(0.03, ge=0, lt=1)
-    max_grad_norm: float = Field(0.3, gt=0)
+    lora_r: int = Field(8, ge=1, le=512, description="LoRA rank: the size of the low-rank update per adapted matrix.")
+    lora_alpha: int = Field(16, ge=1, description="LoRA scaling numerator (the update is scaled by alpha / r).")
+    lora_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the LoRA branch during training.")
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"],
+                                      description="Linear layers that get a LoRA adapter (module names).")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate of the LoRA parameters.")
+    epochs: float = Field(8.0, gt=0, description="Passes over a stage's training data (fractions allowed).")
+    batch_size: int = Field(16, ge=1, description="Training examples per device step.")
+    grad_accum: int = Field(1, ge=1, description="Steps whose gradients add up before one optimizer step.")
+    max_seq_len: int = Field(1024, ge=32, description="Prompt + completion tokens kept per training example.")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Share of the steps spent warming the learning rate up.")
+    max_grad_norm: float = Field(0.3, gt=0, description="Gradient clipping norm.")
     bf16: bool = Field(False, description="bf16 mixed precision (GPU only; untested on hardware here).")
     fresh_adapter_per_stage: bool = Field(True, description="Paper: a fresh adapter each stage on cumulative data.")
     accelerate_num_processes: int = Field(1, ge=1, description=">1 launches training via `accelerate launch`.")
@@ -192,7 +193,20 @@ class MapConfig(_Strict):
     umap_min_dist: float = Field(0.1, ge=0, le=1, description="UMAP min_dist (how tightly points pack).")
     random_state: int = Field(42, description="Seed of the UMAP layout (fixed so the map is reproducible).")
     min_cluster_size: int | None = Field(
-        None, ge=2, description="HDBSCAN min_cluster_size; empty = about 1% of the points (at least 10)."
+        None, ge=2, description="HDBSCAN min_cluster_size; empty = about 1% of the points, at least 10 and at most "
+                                "200 (so a large pool's tail topics are not merged into one cluster)."
+    )
+    cluster_sample: int = Field(
+        30_000, ge=100, description="Above this many points HDBSCAN runs on a seeded sample of this size and every "
+                                    "other point takes the cluster of its nearest sampled point (KD-tree)."
+    )
+    umap_fit_sample: int = Field(
+        50_000, ge=100, description="Above this many points UMAP is fitted on a seeded sample of this size and "
+                                    "the other points are placed with its transform."
+    )
+    max_points: int = Field(
+        200_000, ge=1000, description="Points the Map page draws at most: above it, a stratified sample that keeps "
+                                      "every point of small (tail) domains and samples the large ones."
     )
     keywords_per_cluster: int = Field(3, ge=1, le=10, description="Top TF-IDF terms used to name a cluster.")
     hover_chars: int = Field(200, ge=20, description="Characters of each text shown on hover.")
@@ -204,14 +218,14 @@ class RunConfig(_Strict):
     method: MethodName = Field("baldistill_a", description="Which method of the paper's comparison to run.")
     budget: int = Field(200, ge=1, description="B: total examples the teacher may annotate or synthesize.")
     stages: int = Field(5, ge=1, le=50, description="K: number of stages; each spends B/K.")
-    seed: int = Field(0)
+    seed: int = Field(0, description="Every random pick depends only on (seed, stage, domain); training seeds on it too.")
     auto_approve: bool = Field(
         False, description="Use synthetic examples without human review (otherwise a stage waits for approval)."
     )
-    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
-    student: StudentConfig = Field(default_factory=StudentConfig)
-    ifd: IFDConfig = Field(default_factory=IFDConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="The teacher that annotates and synthesizes.")
+    student: StudentConfig = Field(default_factory=StudentConfig, description="The student model and its training.")
+    ifd: IFDConfig = Field(default_factory=IFDConfig, description="How head candidates are scored by IFD.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Live and final evaluation subsets.")
 
     @model_validator(mode="after")
     def _budget_vs_stages(self):

@@ -47,7 +47,11 @@ CREATE TABLE IF NOT EXISTS examples (
     reference TEXT,
     PRIMARY KEY (dataset, id)
 );
-CREATE INDEX IF NOT EXISTS examples_domain ON examples(dataset, split, domain);
+-- Per domain in file order: counts per domain and the example browser's pages (LIMIT/OFFSET) without a sort.
+DROP INDEX IF EXISTS examples_domain;
+CREATE INDEX IF NOT EXISTS examples_domain_row ON examples(dataset, split, domain, row);
+-- Covering index of the selection pool: ids per domain in file order without reading any text.
+CREATE INDEX IF NOT EXISTS examples_pool ON examples(dataset, split, row, domain, id);
 
 -- Teacher: one cache for every call, keyed by backend + model + prompt + parameters.
 CREATE TABLE IF NOT EXISTS teacher_cache (
@@ -265,37 +269,8 @@ def dumps(obj: Any) -> str:
 # ---------------------------------------------------------------- datasets and examples
 
 
-def save_dataset(
-    conn: sqlite3.Connection,
-    *,
-    spec_json: str,
-    name: str,
-    content_hash: str,
-    train: list[dict],
-    test: list[dict],
-    label_set: list[str] | None,
-    readme: str | None,
-    bundled: bool,
-) -> None:
-    """Replace a dataset and its examples atomically (a failed import leaves the old one intact)."""
-    with transaction(conn):
-        conn.execute("DELETE FROM examples WHERE dataset = ?", (name,))
-        conn.execute("DELETE FROM datasets WHERE name = ?", (name,))
-        conn.execute(
-            "INSERT INTO datasets(name, spec, content_hash, n_train, n_test, label_set, readme, bundled, created_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?)",
-            (name, spec_json, content_hash, len(train), len(test),
-             dumps(label_set) if label_set is not None else None, readme, int(bundled), now()),
-        )
-        for split, items in (("train", train), ("test", test)):
-            conn.executemany(
-                "INSERT INTO examples(dataset, id, split, row, domain, input, answer, reference)"
-                " VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (name, e["id"], split, e["row"], e["domain"], e["input"], e["answer"], e.get("reference"))
-                    for e in items
-                ],
-            )
+# Dataset and example rows are written by ``baldistill_core.data.importing`` (streaming, chunked, one
+# transaction) and ``set_domains`` below.
 
 
 def list_datasets(conn: sqlite3.Connection) -> list[dict]:
@@ -342,6 +317,28 @@ def examples(
         sql += " LIMIT ? OFFSET ?"
         params.extend([limit, offset])
     return rows(conn, sql, params)
+
+
+def pool_rows(conn: sqlite3.Connection, dataset: str, split: str = "train") -> list[dict]:
+    """``{id, row, domain}`` of every example in file order: the selection pool, read from the covering
+    index ``examples_pool`` (no input or answer text is loaded)."""
+    cur = conn.execute("SELECT id, row, domain FROM examples INDEXED BY examples_pool WHERE dataset = ? AND split = ?"
+                       " ORDER BY row", (dataset, split))
+    cur.row_factory = None
+    return [{"id": i, "row": r, "domain": d} for i, r, d in cur]
+
+
+def inputs_by_id(conn: sqlite3.Connection, dataset: str, ids: Iterable[str], *, chunk: int = 900) -> dict[str, str]:
+    """``{id: input}`` for the given example ids only (the picks a page shows, the candidates IFD scores)."""
+    ids = list(dict.fromkeys(ids))
+    out: dict[str, str] = {}
+    for i in range(0, len(ids), chunk):
+        part = ids[i:i + chunk]
+        cur = conn.execute(f"SELECT id, input FROM examples WHERE dataset = ? AND id IN ({','.join('?' * len(part))})",
+                           [dataset, *part])
+        cur.row_factory = None
+        out.update(cur.fetchall())
+    return out
 
 
 def domain_counts(conn: sqlite3.Connection, dataset: str, split: str = "train") -> dict[str, int]:

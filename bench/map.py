@@ -63,7 +63,7 @@ def subsample_dataset(conn, tmp: Path, name: str, n: int, seed: int = 0) -> tupl
     path.write_text(data.jsonl_dumps([dict(id=r["id"], input=r["input"], answer=r["answer"],
                                            domain=r["domain"]) for r in rows]), encoding="utf-8")
     sub = f"{name}-bench{len(rows)}"
-    data.import_dataset(conn, DatasetSpec(name=sub, train_path=str(path), task_type="qa"))
+    data.import_dataset(conn, DatasetSpec(name=sub, train_path=str(path), task_type="qa"), replace=True)
     return sub, [r["input"] for r in rows]
 
 

@@ -5,7 +5,7 @@ import streamlit as st
 from baldistill_core.config import RunConfig
 from baldistill_core.selection.methods import METHODS, label as method_label
 from baldistill_core.selection.policy import POLICIES
-from studio_ui import bridge, charts, settings
+from studio_ui import admin, bridge, charts, settings
 
 FILL_WORDS = {"synthesize": "teacher-synthesized examples a person approves", "duplicate": "repeating real examples",
               "redistribute": "moving the gap to domains with spare examples"}
@@ -13,6 +13,8 @@ FILL_WORDS = {"synthesize": "teacher-synthesized examples a person approves", "d
 st.title("Data")
 dataset = bridge.current_dataset()
 
+charts.show_upload_flash()
+admin.show_flash()
 with st.expander("Upload a dataset", expanded=dataset is None):
     charts.upload_form(bridge)
 
@@ -83,6 +85,8 @@ for ex in bridge.examples(dataset, domain, page_size, (page - 1) * page_size):
             st.markdown(charts.math_markdown(ex["input"][:1500]))
         else:
             st.text(ex["input"][:1500])
+
+admin.dataset_panel(dataset)
 
 if info["spec"].get("licence"):
     st.caption(f"Source: {info['spec'].get('source') or 'uploaded'} · Licence: {info['spec']['licence']}")

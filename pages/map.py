@@ -69,9 +69,26 @@ cols[3].metric("Unclustered", f"{noise / max(len(md), 1):.0%}", help="HDBSCAN no
 st.caption(f"{embedder} embeddings · UMAP (cosine, {fields['umap_neighbors'].default} neighbours) · "
            f"loaded from the {md.source}. Lasso or box-select points to inspect them.")
 
-event = st.plotly_chart(map_view.build_figure(md, color_by), key=f"map_{dataset}_{embedder}_{color_by}",
+max_points = fields["max_points"].default
+zoom_key = f"map_zoom_{dataset}_{h}_{embedder}"
+box = st.session_state.get(zoom_key)
+if box is not None:
+    st.caption("Showing the selected region at full detail.")
+    if st.button("Back to the whole map", icon=":material/zoom_out:"):
+        st.session_state.pop(zoom_key, None)
+        st.rerun()
+elif len(md) > max_points:
+    st.caption(f"Showing a stratified sample of {max_points:,} of {len(md):,} points: every point of the smaller "
+               "(tail) domains, a seeded sample of the largest. Counts in the legend are of the drawn points. "
+               "Select a region and zoom in to see all of its points.")
+event = st.plotly_chart(map_view.cached_figure(dataset, h, embedder, color_by, max_points, box),
+                        key=f"map_{dataset}_{embedder}_{color_by}_{box}",
                         on_select="rerun", selection_mode=("lasso", "box"), width="stretch")
 picked = map_view.selected_indices(event)
+if picked and box is None and len(md) > max_points:
+    if st.button("Show this region at full detail", icon=":material/zoom_in:"):
+        st.session_state[zoom_key] = map_view.selection_box(md, picked)
+        st.rerun()
 
 if picked:
     st.subheader(f"{len(picked):,} selected")
@@ -80,11 +97,15 @@ if picked:
         st.caption("Domain mix of the selection")
         st.plotly_chart(map_view.mix_chart(md, picked), width="stretch", key="mix")
     with right:
-        table = map_view.selection_table(md, picked)
+        page_size = 50
+        n_pages = max(1, -(-len(picked) // page_size))
+        page = st.number_input(f"Page (of {n_pages})", min_value=1, max_value=n_pages, value=1, key="map_sel_page",
+                               help="Texts are read for the listed page only.") if n_pages > 1 else 1
+        table = map_view.selection_table(md, picked, int(page) - 1, page_size)
         sel = st.dataframe(table, width="stretch", hide_index=True, height=420, on_select="rerun",
                            selection_mode="single-row", key="map_selection_table")
         rows = sel.selection.rows if sel is not None else []
-        if rows:  # the clicked row, in full
+        if rows and rows[0] < len(table):  # the clicked row, in full
             r = table.iloc[rows[0]]
             with st.container(border=True):
                 st.caption(f"`{r['id']}` · domain **{r['domain']}** · cluster {r['cluster']}")
@@ -96,7 +117,7 @@ else:
 
 if not map_view.has_domains(dataset):
     st.subheader("Use clusters as domains")
-    st.write(f"`{dataset}` has no domain field, so every example is in one domain. Its {n_clusters} clusters can "
+    st.write(f"`{dataset}` has no domain field (or a single domain value), so every example is in one domain. Its {n_clusters} clusters can "
              "become its domains (named by their top keywords; unclustered points join the nearest cluster). "
              "Balancing then works on these pseudo-domains.")
     st.dataframe(map_view.cluster_preview(md), hide_index=True, width="stretch", height=240)

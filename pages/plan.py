@@ -10,7 +10,7 @@ from baldistill_core.reports import monitor
 from baldistill_core.runs import preview
 from baldistill_core.errors import BalDistillError
 from baldistill_core.selection.methods import method_of
-from studio_ui import bridge, run_views
+from studio_ui import bridge, run_views, teacher_form
 
 st.title("Plan a stage")
 dataset = bridge.require_dataset()
@@ -21,6 +21,9 @@ with st.container(border=True):
 if err:
     st.error(err)
     st.stop()
+check = teacher_form.check(cfg)
+for problem in check.errors + check.warnings:
+    st.warning(f"A run with this teacher: {problem}.")
 m = method_of(cfg)
 k = m.stages(cfg.stages)
 if k == 0:
@@ -67,7 +70,8 @@ elif student == NONE:
 scored_key = (cfg.model_dump_json(), stage, student)
 use_student = m.ifd and student != NONE
 try:
-    pv = preview.preview_stage(conn, cfg, stage, run_id=run_id)
+    pool = bridge.selection_pool(cfg)   # ids and rows only, read once per dataset content
+    pv = preview.preview_stage(conn, cfg, stage, run_id=run_id, pool=pool)
 except BalDistillError as e:
     st.error(str(e))
     st.stop()
@@ -82,7 +86,7 @@ if use_student:
             try:
                 from baldistill_core.runs.scoring import stage_scorer
 
-                pv = preview.preview_stage(conn, cfg, stage, run_id=run_id,
+                pv = preview.preview_stage(conn, cfg, stage, run_id=run_id, pool=pool,
                                            scorer=stage_scorer(conn, run_id, stage - 1))
             except (BalDistillError, RuntimeError) as e:
                 st.error(f"Could not score with that student — {e}")

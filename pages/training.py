@@ -13,7 +13,7 @@ from baldistill_core.reports import monitor
 from baldistill_core.runs import records as runs
 from baldistill_core.evaluation.evaluate import SIZE_GROUPS_HELP
 from baldistill_core.selection.methods import label as method_label
-from studio_ui import auth, bridge, review_views, run_views, settings
+from studio_ui import admin, auth, bridge, review_views, run_views, settings, teacher_form
 
 st.title("Training")
 dataset = bridge.require_dataset()
@@ -23,14 +23,20 @@ reviewer = auth.user_name() if not auth.can("operator") else (review_views.revie
 
 choices = monitor.run_choices(conn, dataset)
 wanted = st.query_params.get("run")
+launched = st.session_state.pop("launched_run", None)
+if launched:
+    st.success(f"Launched run `{launched}`: its progress is shown below. The form is closed so that a second "
+               "press does not start a duplicate; open it again to launch another run.")
 
 presets = settings.bundled_configs(dataset)
 asked = st.query_params.get("config")
 if asked in presets and st.session_state.get("_config_applied") != asked:  # a link (the tour) names a config
     settings.apply_config("train", asked, presets[asked])
     st.session_state["_config_applied"] = asked
+fresh_config = asked in presets and not launched and not wanted
 
-with st.expander("Launch a new run", expanded=(not choices and not wanted) or asked in presets):
+with st.expander("Launch another run" if launched else "Launch a new run",
+                 expanded=(not choices and not wanted) or fresh_config):
     if presets:
         pick = st.selectbox("Start from a bundled config", ["(form defaults)", *presets], key="train_from",
                             index=1 + list(presets).index(asked) if asked in presets else 0,
@@ -44,21 +50,31 @@ with st.expander("Launch a new run", expanded=(not choices and not wanted) or as
     if base:
         st.caption(f"Started from `assets/configs/{base[0]}.yaml`; the command line below holds every field that "
                    "differs from the defaults.")
+    api_key = teacher_form.api_key_field("train", cfg.teacher.model_dump() if cfg else {})
+    ready = False
     if err:
         st.error(err)
     else:
+        ready = teacher_form.show_check(teacher_form.check(cfg, api_key))
         st.caption("Equivalent command line (the same run, headless; drop --detach to run it in the foreground):")
         st.code(run_views.cli_twin(cfg, "run.yaml", ["run", "--detach"]), language="bash")
         with st.popover("Full run config (YAML)"):
             st.code(cfg.to_yaml(), language="yaml")
-    if st.button("Launch", type="primary", disabled=cfg is None or not auth.allowed("operator", "launch runs"),
+    same = st.session_state.get("last_launch")
+    if ready and same and same[0] == cfg.model_dump_json():
+        ready = st.checkbox(f"Launch this same configuration again (run `{same[1]}` already uses it)",
+                            key=f"launch_again_{same[1]}")  # a new key per launch: unticked again
+    if st.button("Launch", type="primary", disabled=not ready or not auth.allowed("operator", "launch runs"),
                  key="launch"):
         try:
-            run_id, _proc = jobs.submit(ws, conn, cfg, created_by=reviewer)
+            run_id, _proc = jobs.submit(ws, conn, cfg, created_by=reviewer, api_key=api_key)
         except (ValueError, runs.RunError) as e:
             st.error(f"Not launched — {e}")
         else:
             st.query_params["run"] = run_id
+            st.session_state["run_pick"] = run_id  # the picker shows the new run, not the previous choice
+            st.session_state["launched_run"] = run_id
+            st.session_state["last_launch"] = (cfg.model_dump_json(), run_id)
             st.rerun()
 
 if not choices and not wanted:
@@ -78,9 +94,15 @@ if wanted and wanted not in ids:
 if not ids:
     st.stop()
 labels = {c["id"]: c["label"] for c in choices}
-run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted else 0, format_func=labels.get, key="run_pick")
+if wanted and wanted != st.session_state.get("_run_qp_seen"):
+    st.session_state["run_pick"] = wanted  # a link (or a launch) wins over the picker's last value
+if st.session_state.get("run_pick") not in ids:
+    st.session_state["run_pick"] = ids[0]
+run_id = st.selectbox("Run", ids, format_func=labels.get, key="run_pick")
 if st.query_params.get("run") != run_id:
     st.query_params["run"] = run_id
+st.session_state["_run_qp_seen"] = run_id
+admin.manage_panel(run_id)
 
 
 def _cell(v) -> str:
@@ -104,13 +126,16 @@ def live_panel(run_id: str) -> None:
         st.rerun(scope="fragment")
     if head[2].button("Resume", disabled=not (snap.can_resume and auth.can("operator")), key="resume_run"):
         try:
-            jobs.resume(bridge.workspace(), bridge.conn(), run_id)
-        except runs.RunError as e:
+            jobs.resume(bridge.workspace(), bridge.conn(), run_id, api_key=st.session_state.get("train_apikey"))
+        except (ValueError, runs.RunError) as e:
             st.error(str(e))
         else:
             st.rerun(scope="fragment")
     if snap.run.get("error"):
-        st.error(f"The run failed: {snap.run['error']}. The log below has the traceback; fix the cause and Resume.")
+        st.error(f"The run failed: {snap.run['error']}. The log below has the traceback; fix the cause and Resume"
+                 " (or resume it with another teacher or key, below).")
+    if snap.can_resume and auth.can("operator"):
+        admin.resume_with_teacher(run_id, snap.config)
     if snap.state == "awaiting_review":
         st.warning("This run waits for synthetic tail examples to be approved on the Review page; it continues "
                    "when you press Resume after reviewing.")
@@ -124,7 +149,9 @@ def live_panel(run_id: str) -> None:
                 + (f" · ETA {eta / 60:.1f} min" if eta else ""))
     sp = snap.spend
     m = st.columns(4)
-    m[0].metric("Budget used (examples)", f"{sp['selected']} / {sp['budget']}")
+    m[0].metric("Budget used (examples)", f"{sp['selected']} / {sp['budget']}",
+                help="Examples the teacher really annotated (kept or dropped) plus approved synthetic ones; "
+                     "picks still waiting for the teacher cost nothing yet.")
     if snap.config.teacher.backend == "recorded":  # replayed from the bundled recordings: nothing is paid
         m[1].metric("Teacher calls (recorded replays / cached)",
                     f"{sp.get('paid_calls', 0)} / {sp.get('cached_calls', 0)}",

@@ -127,12 +127,26 @@ def stage_plan(name: str, content_hash: str, policy_name: str, budget: int, stag
     return policy.plan(policy_name, domain_counts(name, content_hash), budget, stages, fill=fill)
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _selection_pool(dataset: str, content_hash: str, teacher_json: str, _cfg) -> dict:
+    from baldistill_core.runs.context import RunContext
+
+    return RunContext.build(conn(), _cfg).pool()
+
+
+def selection_pool(cfg) -> dict:
+    """The candidate pool ({id, row, domain} per domain) of ``cfg``'s dataset and teacher, read once per
+    dataset content: a Plan page rerun does not read it again. Shared read-only (selection copies it)."""
+    return _selection_pool(cfg.dataset, dataset_info(cfg.dataset)["content_hash"], cfg.teacher.model_dump_json(), cfg)
+
+
 def examples(name: str, domain: str | None, limit: int, offset: int = 0, split: str = "train") -> list[dict]:
     return store.examples(conn(), name, split, domain=domain, limit=limit, offset=offset)
 
 
-def import_upload(spec, uploads: dict[str, bytes]) -> data.LoadedDataset:
-    loaded = data.import_dataset(conn(), spec, uploads=uploads)
+def import_upload(spec, uploads: dict[str, bytes], *, append: bool = False, replace: bool = False):
+    """Import uploaded bytes, or (no uploads) a file the caller confined to the workspace folder."""
+    loaded = data.import_dataset(conn(), spec, uploads=uploads, append=append, replace=replace)
     st.cache_data.clear()
     return loaded
 

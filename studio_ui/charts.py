@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -96,27 +97,72 @@ def domain_table(s: DomainStats, plans: list[StagePlan] | None) -> list[dict]:
     return rows
 
 
+def _upload_columns(up) -> list[str]:
+    """The upload's column names from its first row, parsed once per uploaded file (not on every rerun)."""
+    from baldistill_core.data.reading import check_upload_size, first_row
+
+    memo = st.session_state.get("_upload_columns")
+    if memo and memo[0] == up.file_id:
+        return memo[1]
+    check_upload_size(up.name, up.size)
+    cols = [c for c in first_row(up.name, data=up.getvalue()) if c != "__line__"]
+    st.session_state["_upload_columns"] = (up.file_id, cols)
+    return cols
+
+
+def _workspace_file(bridge) -> tuple[str, list[str]] | None:
+    """A file already inside the workspace folder: no upload, no size limit (streamed like the CLI)."""
+    from baldistill_core.data.loading import confine, first_row
+
+    root = bridge.workspace().root
+    rel = st.text_input("Path inside the workspace folder", key="upload_server_path", placeholder="data/train.jsonl",
+                        help=f"Relative to {root}. The file is read where it lies, streamed in chunks, with no size "
+                             "limit; paths outside the workspace are refused.")
+    if not rel:
+        st.caption(f"Copy a large file into {root} (for example into a `data/` folder) and give its path here.")
+        return None
+    try:
+        path = confine(Path(root) / rel, [Path(root)])
+        return str(path), [c for c in first_row(path) if c != "__line__"]
+    except DataError as e:
+        st.error(str(e))
+        return None
+
+
 def upload_form(bridge) -> None:
-    """Upload a JSONL/CSV/Parquet file, map its columns, validate, import. Nothing changes on error."""
+    """Upload a JSONL/CSV/Parquet file (or name one in the workspace folder), map its columns, validate,
+    import. Nothing changes on error."""
     from studio_ui import auth
 
     if not auth.allowed("operator", "upload datasets"):
         return
     fields = DatasetSpec.model_fields
-    up = st.file_uploader("Training file", type=["jsonl", "json", "csv", "tsv", "parquet"], key="upload_train",
-                          help=f"At most {st.get_option('server.maxUploadSize')} MB.")
-    test_up = st.file_uploader("Test file (optional)", type=["jsonl", "json", "csv", "tsv", "parquet"], key="upload_test")
-    if up is None:
-        st.caption("Each row needs an input, a gold answer and (optionally) a domain column.")
-        return
-    from baldistill_core.data.loading import read_table
-
-    try:
-        preview = read_table(up.name, data=up.getvalue())
-    except DataError as e:
-        st.error(str(e))
-        return
-    columns = [c for c in preview[0] if c != "__line__"]
+    source = st.radio("Source", ["Upload", "File in the workspace folder"], horizontal=True, key="upload_source",
+                      help="Browser uploads are limited in size; a file in the workspace folder is not.")
+    up = test_up = None
+    if source == "Upload":
+        up = st.file_uploader("Training file", type=["jsonl", "json", "csv", "tsv", "parquet"], key="upload_train",
+                              help=f"At most {st.get_option('server.maxUploadSize')} MB in the browser. A larger file "
+                                   "imports from disk with no size limit: pick 'File in the workspace folder', or "
+                                   "`baldistill data import NAME PATH` (`--append` adds a further part).")
+        test_up = st.file_uploader("Test file (optional)", type=["jsonl", "json", "csv", "tsv", "parquet"],
+                                   key="upload_test")
+        if up is None:
+            st.caption("Each row needs an input, a gold answer and (optionally) a domain column. Files over the "
+                       "browser limit import from disk, streamed: pick 'File in the workspace folder' or run "
+                       "`baldistill data import NAME PATH`.")
+            return
+        try:
+            columns = _upload_columns(up)
+        except DataError as e:
+            st.error(str(e))
+            return
+        train_name = up.name
+    else:
+        found = _workspace_file(bridge)
+        if found is None:
+            return
+        train_name, columns = found
 
     def pick(label, key, guess, optional=False):
         opts = (["(none)"] if optional else []) + columns
@@ -124,8 +170,12 @@ def upload_form(bridge) -> None:
         v = st.selectbox(label, opts, index=idx, key=f"upload_{key}", help=fields[f"{key}_field"].description)
         return None if v == "(none)" else v
 
+    if "domain" not in columns:
+        st.warning("No column is called 'domain'. Pick the column that holds each example's domain below; with "
+                   "(none), every example goes into one domain 'all' and nothing is balanced until you use the "
+                   "Map page's clusters as domains.")
     with st.form("upload_form"):
-        name = st.text_input("Dataset name", value=up.name.rsplit(".", 1)[0].replace(" ", "_")[:64],
+        name = st.text_input("Dataset name", value=Path(train_name).name.rsplit(".", 1)[0].replace(" ", "_")[:64],
                              help=fields["name"].description)
         c1, c2, c3, c4 = st.columns(4)
         with c1:
@@ -138,21 +188,55 @@ def upload_form(bridge) -> None:
             id_field = pick("Id column", "id", "id", optional=True)
         task_type = st.selectbox("Task type", ["classification", "math", "multiple_choice", "qa"],
                                  help=fields["task_type"].description)
+        append = st.checkbox("Add as a further part of this dataset (append)", key="upload_append",
+                             help="Keep the rows already imported under this name and add these; ids must stay "
+                                  "unique across all parts.")
+        replace = st.checkbox("Replace the existing dataset of this name (bundled demos included)", value=False,
+                              key="upload_replace", help="Without this tick an import never overwrites a dataset.")
         submitted = st.form_submit_button("Validate and import", type="primary")
     if submitted:
         try:
-            spec = DatasetSpec(name=name, train_path=up.name, test_path=test_up.name if test_up else None,
+            if append and replace:
+                raise DataError("'append' adds a part and 'replace' replaces the dataset: tick one of them")
+            if up is not None:
+                train_name, test_name, uploads = upload_files(up, test_up)
+            else:
+                test_name, uploads = None, {}
+            spec = DatasetSpec(name=name, train_path=train_name, test_path=test_name,
                                input_field=input_field, answer_field=answer_field, domain_field=domain_field,
                                id_field=id_field, task_type=task_type)
-            uploads = {up.name: up.getvalue()}
-            if test_up:
-                uploads[test_up.name] = test_up.getvalue()
-            loaded = bridge.import_upload(spec, uploads)
+            with st.spinner("Importing (streamed in chunks)…"):
+                loaded = bridge.import_upload(spec, uploads, append=append, replace=replace)
         except (DataError, ValueError) as e:
             st.error(f"Not imported — {e}")
             return
-        st.success(f"Imported {name}: {len(loaded.train):,} training and {len(loaded.test):,} test examples.")
-        for w in loaded.warnings:
-            st.warning(w)
+        added = f" (this part: {loaded.added_train:,} training, {loaded.added_test:,} test)" if append else ""
+        # Rerun so that the sidebar picker and the whole page show the new dataset at once.
+        st.session_state["upload_flash"] = (
+            f"Imported {name}: {loaded.n_train:,} training and {loaded.n_test:,} test examples{added}.",
+            list(loaded.warnings))
         st.session_state["dataset"] = name
         st.query_params["dataset"] = name
+        st.rerun()
+
+
+def upload_files(up, test_up) -> tuple[str, str | None, dict[str, bytes]]:
+    """(train name, test name, {name: bytes}) of the uploaded files. Uploads are keyed by file name,
+    so a test file named like the training file (train/data.jsonl and test/data.jsonl) gets a
+    ``test-`` prefix instead of silently replacing the training bytes."""
+    train_name = up.name
+    uploads = {train_name: up.getvalue()}
+    test_name = None
+    if test_up is not None:
+        test_name = test_up.name if test_up.name != train_name else f"test-{test_up.name}"
+        uploads[test_name] = test_up.getvalue()
+    return train_name, test_name, uploads
+
+
+def show_upload_flash() -> None:
+    """The result of the last upload, shown once after the rerun that switched to the new dataset."""
+    flash = st.session_state.pop("upload_flash", None)
+    if flash:
+        st.success(flash[0])
+        for w in flash[1]:
+            st.warning(w)

@@ -28,9 +28,10 @@ PALETTE = qualitative.Dark24 + qualitative.Light24 + qualitative.Set1 + qualitat
 NOISE_COLOUR = "#c8c8c8"
 
 
-@st.cache_data(show_spinner="Loading the map…", max_entries=8)
+@st.cache_resource(show_spinner="Loading the map…", max_entries=4)
 def load_map(dataset: str, content_hash: str, embedder: str) -> embed.MapData | None:
-    # content_hash keys the cache: a re-import shows the new data's map (or the empty state).
+    # content_hash keys the cache: a re-import shows the new data's map (or the empty state). A
+    # resource, not data: the ids and coordinates are shared read-only, never copied per rerun.
     return embed.map_data(bridge.conn(), bridge.workspace(), dataset, embedder, compute=False)
 
 
@@ -52,30 +53,20 @@ def compute_map(dataset: str, embedder: str) -> embed.MapData:
     md = embed.map_data(bridge.conn(), bridge.workspace(), dataset, embedder, progress=progress, status=status)
     bar.empty()
     load_map.clear()
+    cached_figure.clear()
     return md
 
 
 def use_clusters_as_domains(dataset: str, embedder: str) -> dict[str, int]:
     counts = pseudo.apply_pseudo_domains(bridge.conn(), bridge.workspace(), dataset, embedder)
     st.cache_data.clear()  # domain counts and maps cached under the unchanged content hash
+    load_map.clear()
+    cached_figure.clear()
     return counts
 
 
 def has_domains(dataset: str) -> bool:
     return pseudo.has_domains(bridge.conn(), dataset)
-
-
-def _wrap(text: str, width: int = 70) -> str:
-    """Hover text: HTML-escaped (math has < and >) and broken into lines of about ``width`` chars."""
-    words, lines, cur = html.escape(text, quote=False).split(" "), [], ""
-    for w in words:
-        if cur and len(cur) + 1 + len(w) > width:
-            lines.append(cur)
-            cur = w
-        else:
-            cur = f"{cur} {w}" if cur else w
-    lines.append(cur)
-    return "<br>".join(lines)
 
 
 def group_labels(md: embed.MapData, color_by: str) -> list[str]:
@@ -84,25 +75,44 @@ def group_labels(md: embed.MapData, color_by: str) -> list[str]:
     return md.domains
 
 
-def build_figure(md: embed.MapData, color_by: str = "domain", height: int = 640) -> go.Figure:
-    """One WebGL trace per domain (or cluster), largest first; customdata holds the point's index
-    in ``md`` so a selection maps back to examples whatever trace it came from."""
-    labels = np.asarray(group_labels(md, color_by), dtype=object)
-    hover = np.asarray([_wrap(t) for t in md.texts], dtype=object)
-    groups, counts = np.unique(labels, return_counts=True)
-    order = [g for _, g in sorted(zip(-counts, groups.tolist()))]
+@st.cache_resource(show_spinner="Drawing the map…", max_entries=4)
+def cached_figure(dataset: str, content_hash: str, embedder: str, color_by: str, max_points: int,
+                  box: tuple[float, float, float, float] | None = None) -> go.Figure:
+    """The figure, built once per map content + colouring (+ zoomed region): a rerun reuses it."""
+    md = load_map(dataset, content_hash, embedder)
+    shown = md.display_sample(max_points) if box is None else md.region(box, max_points)
+    return build_figure(md, color_by, shown=shown)
+
+
+def selection_box(md: embed.MapData, idx: list[int]) -> tuple[float, float, float, float]:
+    """The bounding box of the selected points (the region a zoom shows at full detail)."""
+    x, y = np.asarray(md.x)[idx], np.asarray(md.y)[idx]
+    return float(x.min()), float(x.max()), float(y.min()), float(y.max())
+
+
+def build_figure(md: embed.MapData, color_by: str = "domain", height: int = 640,
+                 shown: np.ndarray | None = None) -> go.Figure:
+    """One WebGL trace per domain (or cluster), largest first. The payload is coordinates (float32)
+    and each point's index in ``md`` (int32, the customdata a selection maps back through) — no text:
+    hover names the group, and the rows of a selection are read by id below the chart."""
+    shown = np.arange(len(md)) if shown is None else np.asarray(shown)
+    labels = np.asarray(group_labels(md, color_by), dtype=object)[shown]
+    x, y = np.asarray(md.x, dtype=np.float32)[shown], np.asarray(md.y, dtype=np.float32)[shown]
+    groups, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    order = sorted(range(len(groups)), key=lambda g: (-counts[g], groups[g]))
     fig = go.Figure()
     colour_i = 0
     for g in order:
-        idx = np.flatnonzero(labels == g)
-        noise = color_by == "cluster" and g == clusters.NOISE_NAME
+        name = str(groups[g])
+        idx = np.flatnonzero(inverse == g)
+        noise = color_by == "cluster" and name == clusters.NOISE_NAME
         colour = NOISE_COLOUR if noise else PALETTE[colour_i % len(PALETTE)]
         colour_i += 0 if noise else 1
         fig.add_trace(go.Scattergl(
-            x=md.x[idx], y=md.y[idx], mode="markers", name=f"{g} ({len(idx)})",
-            marker=dict(size=4 if len(md) > 2000 else 6, color=colour, opacity=0.5 if noise else 0.8),
-            customdata=idx, text=hover[idx],
-            hovertemplate=f"<b>{_escape(g)}</b><br>%{{text}}<extra></extra>",
+            x=x[idx], y=y[idx], mode="markers", name=f"{name} ({len(idx)})",
+            marker=dict(size=4 if len(shown) > 2000 else 6, color=colour, opacity=0.5 if noise else 0.8),
+            customdata=shown[idx].astype(np.int32),
+            hovertemplate=f"<b>{_escape(name)}</b><extra></extra>",
         ))
     fig.update_layout(
         height=height, margin=dict(l=0, r=0, t=30, b=0), dragmode="lasso",
@@ -134,13 +144,15 @@ def selected_indices(event) -> list[int]:
     return sorted(set(out))
 
 
-def selection_table(md: embed.MapData, idx: list[int]) -> pd.DataFrame:
-    """One row per selected example; the page opens a row (click it) in full below the table."""
+def selection_table(md: embed.MapData, idx: list[int], page: int = 0, page_size: int = 50) -> pd.DataFrame:
+    """One page of the selected rows; only that page's texts are read (by id). The page opens a clicked
+    row in full below the table."""
+    part = idx[page * page_size:(page + 1) * page_size]
     return pd.DataFrame({
-        "id": [md.ids[i] for i in idx],
-        "domain": [md.domains[i] for i in idx],
-        "cluster": [md.cluster_label(md.cluster[i]) for i in idx],
-        "text": [md.texts[i] for i in idx],
+        "id": [md.ids[i] for i in part],
+        "domain": [md.domains[i] for i in part],
+        "cluster": [md.cluster_label(md.cluster[i]) for i in part],
+        "text": md.texts(bridge.conn(), part),
     })
 
 

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import shlex
-from typing import get_args
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from baldistill_core.selection.methods import METHODS, label as method_label
 from baldistill_core.selection.policy import POLICIES
-from baldistill_core.config import STUDENT_PRESETS, EvalConfig, IFDConfig, RunConfig, StudentConfig, TeacherConfig
-from studio_ui import auth, bridge, settings
+from baldistill_core.config import STUDENT_PRESETS, EvalConfig, IFDConfig, RunConfig, StudentConfig
+from studio_ui import auth, bridge, settings, teacher_form
 from studio_ui.charts import HEAD_COLOR, TAIL_COLOR
 
-RUN_F, TEACHER_F, STUDENT_F = RunConfig.model_fields, TeacherConfig.model_fields, StudentConfig.model_fields
+RUN_F, STUDENT_F = RunConfig.model_fields, StudentConfig.model_fields
 STAGE_ROLES_HELP = ("At this stage a domain is head when its remaining pool of real examples covers its quota, "
                     "tail when it cannot (the gap is filled), none when its quota is 0. The Training and Compare "
                     "pages group domains differently: large / small domains by training size.")
@@ -26,15 +25,11 @@ def _default(fields, name):
     return f.default_factory() if f.default_factory is not None else f.default
 
 
-def _options(fields, name) -> list[str]:
-    return list(get_args(fields[name].annotation))
-
-
 def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | None, str | None]:
     """The run config widgets (defaults and help from config.py). Returns (config, error message).
 
-    ``full`` adds the teacher and student fields (Training); the Plan page needs only the selection
-    fields.
+    ``full`` adds the run name, student and evaluation fields (Training); the Plan page gets the
+    selection and teacher fields.
     """
     c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 2])
     methods = list(METHODS)
@@ -61,6 +56,11 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
     st.caption(f"Policy of **{m.label}**: {POLICIES[m.policy].label.lower() if m.policy else 'none (no training)'}"
                + (" · head picks by the student's IFD from stage 1" if m.ifd else "")
                + (" · tail gaps filled by teacher synthesis" if m.synth else ""))
+    if full:
+        values["name"] = st.text_input("Run name", key=_init(f"{key}_name", _default(RUN_F, "name")),
+                                       help=RUN_F["name"].description)
+    # The Plan page asks the same teacher question as the run: a recorded teacher limits the pool.
+    values["teacher"] = teacher_form.teacher_fields(key)
     if full:
         values.update(_full_fields(key))
         user = auth.current_user()
@@ -95,24 +95,8 @@ def _init(key: str, value) -> str:
 
 
 def _full_fields(key: str) -> dict:
-    """Training's extra widgets: run name, teacher, student, auto-approve, input clip, evaluation sizes."""
+    """Training's extra widgets: student, auto-approve, input clip, evaluation sizes."""
     values: dict = {}
-    t1, t2, t3 = st.columns(3)
-    values["name"] = t1.text_input("Run name", key=_init(f"{key}_name", _default(RUN_F, "name")),
-                                   help=RUN_F["name"].description)
-    backends = _options(TEACHER_F, "backend")
-    backend = t2.selectbox("Teacher backend", backends, key=_init(f"{key}_teacher", _default(TEACHER_F, "backend")),
-                           help=TEACHER_F["backend"].description)
-    teacher: dict = dict(backend=backend)
-    if backend != "recorded":
-        teacher["model"] = t3.text_input("Teacher model", value=_default(TEACHER_F, "model"),
-                                         key=f"{key}_tmodel", help=TEACHER_F["model"].description)
-    if backend == "openai":
-        u1, u2 = st.columns(2)
-        teacher["base_url"] = u1.text_input("Endpoint base URL", value="", key=f"{key}_url",
-                                            help=TEACHER_F["base_url"].description) or None
-        teacher["api_key_env"] = u2.text_input("API key variable", value=_default(TEACHER_F, "api_key_env"),
-                                               key=f"{key}_keyenv", help=TEACHER_F["api_key_env"].description)
     s1, s2, s3 = st.columns(3)
     model = s1.text_input("Student model", key=_init(f"{key}_smodel", _default(STUDENT_F, "model")),
                           help=STUDENT_F["model"].description + " 'tiny-llama-test' = a 2-layer test model.")
@@ -127,7 +111,6 @@ def _full_fields(key: str) -> dict:
     clip = st.number_input("Clip inputs to N tokens (0 = no clip)", min_value=0,
                            key=_init(f"{key}_clip", _default(STUDENT_F, "max_input_tokens") or 0),
                            help=STUDENT_F["max_input_tokens"].description)
-    values["teacher"] = teacher
     values["student"] = dict(model=model, preset=preset)
     if clip:
         values["student"]["max_input_tokens"] = int(clip)
@@ -275,6 +258,25 @@ def spend_bars(scores: list[dict]) -> go.Figure:
     return fig
 
 
+PNG_COLORS = ["#3b5bdb", "#f08c00", "#2f9e44", "#c2255c", "#7048e8", "#0c8599", "#e8590c", "#5c940d"]
+
+
+def png_figure(fig: go.Figure) -> go.Figure:
+    """A copy of ``fig`` that renders the same outside the browser. Streamlit's template leaves trace
+    colours to its frontend (kaleido drew black legend swatches) and the page's tight margins clipped
+    the y ticks and the title: give every trace its colour, a plain white template and room around."""
+    out = go.Figure(fig)
+    out.update_layout(template="plotly_white", margin=dict(l=80, r=40, t=80, b=60), title_x=0.02,
+                      legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top"),  # clear of ticks
+                      yaxis=dict(automargin=True), xaxis=dict(automargin=True))
+    for i, tr in enumerate(out.data):
+        if getattr(tr, "marker", None) is not None and tr.marker.color is None:
+            tr.marker.color = PNG_COLORS[i % len(PNG_COLORS)]
+        if getattr(tr, "line", None) is not None and getattr(tr.line, "color", None) is None and tr.type == "scatter":
+            tr.line.color = PNG_COLORS[i % len(PNG_COLORS)]
+    return out
+
+
 def figure_png(fig: go.Figure) -> bytes | None:
     """PNG bytes via kaleido + the system Chromium, or None when that is unavailable (a few seconds:
     call it on demand, never on every render)."""
@@ -283,7 +285,8 @@ def figure_png(fig: go.Figure) -> bytes | None:
     if not os.environ.get("BROWSER_PATH") and os.path.exists("/usr/bin/chromium"):
         os.environ["BROWSER_PATH"] = "/usr/bin/chromium"
     try:
-        return fig.to_image(format="png", width=1200, height=int(fig.layout.height or 500), scale=1)
+        fig = png_figure(fig)
+        return fig.to_image(format="png", width=1200, height=int(fig.layout.height or 500) + 40, scale=1)
     except Exception:  # kaleido missing, no Chrome, or it failed to start
         return None
 

@@ -98,7 +98,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "assets" / "configs"
 # Run-form widget (key suffix) -> where its value sits in a run config dict.
 FORM_FIELDS = {
     "method": ("method",), "budget": ("budget",), "stages": ("stages",), "seed": ("seed",),
-    "ifdcap": ("ifd", "candidate_cap_per_domain"), "name": ("name",), "teacher": ("teacher", "backend"),
+    "ifdcap": ("ifd", "candidate_cap_per_domain"), "name": ("name",),
     "smodel": ("student", "model"), "preset": ("student", "preset"), "auto": ("auto_approve",),
     "clip": ("student", "max_input_tokens"), "live": ("eval", "live_per_domain"),
     "final": ("eval", "final_per_domain"),

@@ -39,5 +39,5 @@ def import_toy(conn, tmp_path, name="toy", rows=None, with_domain=False, test_ro
         test_path.write_text(data.jsonl_dumps(test_rows), encoding="utf-8")
     spec = DatasetSpec(name=name, train_path=str(path), test_path=str(test_path) if test_path else None,
                        domain_field="domain" if with_domain else None, task_type="qa")
-    data.import_dataset(conn, spec)
+    data.import_dataset(conn, spec, replace=True)  # tests re-import on purpose (cache invalidation)
     return rows

@@ -53,7 +53,7 @@ def write_dataset(folder: Path) -> DatasetSpec:
 
 def import_tiny(conn, folder: Path) -> DatasetSpec:
     spec = write_dataset(folder)
-    import_dataset(conn, spec)
+    import_dataset(conn, spec, replace=True)
     return spec
 
 

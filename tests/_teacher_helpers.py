@@ -23,7 +23,7 @@ def small_dataset(conn, tmp_path: Path, *, n_per_label: int = 4, name: str = "mi
     train.write_text("".join(json.dumps(r) + "\n" for r in rows))
     spec = DatasetSpec(name=name, train_path=str(train), task_type="classification",
                        instruction="Classify the story into one topic from: {labels}.")
-    import_dataset(conn, spec)
+    import_dataset(conn, spec, replace=True)
     return spec
 
 

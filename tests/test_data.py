@@ -8,6 +8,7 @@ import pytest
 
 from baldistill_core import store
 from baldistill_core.data import loading as data
+from baldistill_core.data import reading
 from baldistill_core.config import DatasetSpec
 from baldistill_core.data.loading import DataError, import_dataset, load_dataset, read_table
 
@@ -165,14 +166,14 @@ def test_hundred_thousand_rows(empty_ws, tmp_path):
         for i in range(100_000):
             f.write(json.dumps(dict(id=str(i), domain=f"d{i % 37}", input=f"input {i}", answer=str(i % 3))) + "\n")
     loaded = import_dataset(conn, spec_for(p))
-    assert len(loaded.train) == 100_000
+    assert loaded.n_train == 100_000
     assert len(store.domain_counts(conn, "up")) == 37
 
 
 def test_upload_bytes_and_size_limit(monkeypatch):
     rows = read_table("up.jsonl", data=b'{"a": 1}\n')
     assert rows[0]["a"] == 1
-    monkeypatch.setattr(data, "MAX_UPLOAD_BYTES", 10)
+    monkeypatch.setattr(reading, "MAX_UPLOAD_BYTES", 10)
     with pytest.raises(DataError, match="over the .* limit"):
         read_table("up.jsonl", data=b'{"a": 1234567890}\n')
 

@@ -6,6 +6,7 @@ import pytest
 from _teacher_helpers import small_dataset
 
 from baldistill_core.teacher import ledger
+from baldistill_core.task.answers import extract_answer, is_correct
 from baldistill_core.config import TeacherConfig
 from baldistill_core.teacher.client import build_teacher
 
@@ -19,7 +20,16 @@ def test_local_teacher_is_low_quality_free_and_cached(empty_ws, tmp_path):
     assert t.name == "local" and t.low_quality
     items = [{"id": "mini-001", "domain": "acq", "input": "Company A buys company B.", "answer": "acq"}]
     (ann,) = t.annotate(items)
-    assert ann.rationale or ann.reason  # a random model writes something, or fails clearly
+    # Whatever the random model writes, the outcome follows the run's own rule on that very text.
+    if ann.reason == "teacher returned an empty reply":
+        assert not ann.rationale.strip() and not ann.kept
+    else:
+        assert ann.rationale.strip()
+        pred = extract_answer(ann.rationale, "classification", t.labels)
+        assert ann.predicted == pred
+        assert ann.kept == bool(pred is not None and is_correct(pred, "acq", "classification"))
+        assert ann.reason == (None if ann.kept else
+                              "no final answer in the rationale" if pred is None else "answer mismatch")
     s = ledger.summary(conn, "loc")
     assert s["calls"] == 1 and s["cost_usd"] == 0 and s["tokens_out"] > 0
     (again,) = build_teacher(cfg, conn, spec=spec, run_id="loc").annotate(items)

@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 import sys
 
-from baldistill_core.data.loading import DataError
+from baldistill_core.errors import BalDistillError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (DataError, ValueError, FileNotFoundError) as e:
+    except (BalDistillError, ValueError, FileNotFoundError) as e:
+        # Every error the core raises on purpose derives from BalDistillError and names its fix: the
+        # message, never a traceback. (ValueError/FileNotFoundError: pydantic and file checks.)
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from baldistill_core.errors import DataError
+
 import json
 
 from baldistill_core.selection import policy as policy_mod
@@ -27,7 +29,23 @@ def register(sub, common) -> None:
     imp.add_argument("--task-type", default=DatasetSpec.model_fields["task_type"].default,
                      choices=["classification", "math", "multiple_choice", "qa"])
     imp.add_argument("--instruction")
+    imp.add_argument("--append", action="store_true",
+                     help="add this file as a further part of an existing dataset (same field mapping); ids must "
+                          "stay unique across all parts. Files on disk have no size limit: rows are streamed and "
+                          "written in chunks in one transaction.")
+    imp.add_argument("--replace", action="store_true",
+                     help="replace the dataset of that name if it exists (bundled demos included)")
     imp.set_defaults(func=_import)
+
+    rm = dsub.add_parser("delete", parents=[common], help="delete a dataset (refused while runs use it)")
+    rm.add_argument("name")
+    rm.add_argument("--yes", action="store_true", help="confirm the deletion")
+    rm.set_defaults(func=_delete)
+
+    mv = dsub.add_parser("rename", parents=[common], help="rename a dataset (its runs follow)")
+    mv.add_argument("name")
+    mv.add_argument("new_name")
+    mv.set_defaults(func=_rename)
 
     ls = dsub.add_parser("list", parents=[common], help="list the workspace's datasets")
     ls.set_defaults(func=_list)
@@ -59,11 +77,35 @@ def _import(args) -> int:
         instruction=args.instruction,
     )
     _, conn = open_workspace(args.workspace)
-    loaded = import_dataset(conn, spec)
-    print(f"imported {spec.name}: {len(loaded.train)} train, {len(loaded.test)} test, "
-          f"{len({e['domain'] for e in loaded.train})} domains")
+    if args.append and args.replace:
+        raise DataError("--append adds a part and --replace replaces the dataset: pass one of them")
+    loaded = import_dataset(conn, spec, append=args.append, replace=args.replace)
+    added = f" (+{loaded.added_train} train, +{loaded.added_test} test)" if args.append else ""
+    print(f"imported {spec.name}: {loaded.n_train} train, {loaded.n_test} test, {len(loaded.domains)} domains{added}")
     for w in loaded.warnings:
         print(f"warning: {w}")
+    return 0
+
+
+def _delete(args) -> int:
+    from baldistill_core.data import manage
+
+    _, conn = open_workspace(args.workspace, bundled=False)
+    if not args.yes:
+        d = store.get_dataset(conn, args.name)
+        size = f" ({d['n_train']:,} train / {d['n_test']:,} test examples)" if d else ""
+        raise ValueError(f"deleting {args.name!r}{size} cannot be undone; add --yes to confirm")
+    manage.delete_dataset(conn, args.name)
+    print(f"deleted {args.name}")
+    return 0
+
+
+def _rename(args) -> int:
+    from baldistill_core.data import manage
+
+    _, conn = open_workspace(args.workspace)
+    manage.rename_dataset(conn, args.name, args.new_name)
+    print(f"renamed {args.name} to {args.new_name}")
     return 0
 
 
@@ -78,7 +120,7 @@ def _counts(args, name: str) -> dict[str, int]:
     _, conn = open_workspace(args.workspace)
     counts = store.domain_counts(conn, name)
     if not counts:
-        raise ValueError(f"dataset {name!r} has no training examples in this workspace; see `baldistill data list`")
+        raise DataError(f"dataset {name!r} has no training examples in this workspace; see `baldistill data list`")
     return counts
 
 

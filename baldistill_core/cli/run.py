@@ -6,6 +6,8 @@ background worker); `run --run-id ID` is the worker entry the UI and `runs resum
 
 from __future__ import annotations
 
+from baldistill_core.errors import ConfigError
+
 import json
 import time
 
@@ -28,7 +30,9 @@ def register(sub, common) -> None:
     ls.set_defaults(func=_list)
     for name, fn, hlp in (("show", _show, "status, stages, spend, metrics and log tail of a run"),
                           ("cancel", _cancel, "cancel a run (its worker stops at the next step)"),
-                          ("resume", _resume, "resume an interrupted, failed, cancelled or review-waiting run")):
+                          ("resume", _resume, "resume an interrupted, failed, cancelled or review-waiting run"),
+                          ("delete", _delete, "delete a stopped run: its rows and folder (adapters included)"),
+                          ("rename", _rename, "change a run's display name")):
         q = rsub.add_parser(name, parents=[common], help=hlp)
         q.add_argument("run_id")
         if name == "cancel":
@@ -36,6 +40,13 @@ def register(sub, common) -> None:
             q.add_argument("--kill", action="store_true", help="terminate the worker if it has not stopped by then")
         if name == "resume":
             q.add_argument("--foreground", action="store_true", help="run in this process instead of a worker")
+            q.add_argument("--teacher", action="append", default=[], metavar="KEY=VALUE",
+                           help="resume with another teacher, e.g. --teacher backend=openai --teacher "
+                                "model=gpt-4o-mini (recorded in the run's log)")
+        if name == "delete":
+            q.add_argument("--yes", action="store_true", help="confirm the deletion")
+        if name == "rename":
+            q.add_argument("name")
         if name == "show":
             q.add_argument("--json", action="store_true")
         q.set_defaults(func=fn)
@@ -67,7 +78,7 @@ def _apply_overrides(data: dict, pairs: list[str]) -> dict:
 
     for pair in pairs:
         if "=" not in pair:
-            raise ValueError(f"--set {pair!r}: use KEY=VALUE, e.g. --set budget=42")
+            raise ConfigError(f"--set {pair!r}: use KEY=VALUE, e.g. --set budget=42")
         key, value = pair.split("=", 1)
         node = data
         parts = key.split(".")
@@ -99,13 +110,17 @@ def _run(args) -> int:
     if args.run_id:
         return jobs.run_worker(ws, conn, args.run_id, echo=lambda m: print(m, flush=True))
     if not args.config:
-        raise ValueError("give a run config YAML (e.g. assets/configs/math_lt-cpu-demo.yaml) or --run-id ID")
+        raise ConfigError("give a run config YAML (e.g. assets/configs/math_lt-cpu-demo.yaml) or --run-id ID")
     cfg = load_config(args.config, args.set)
     if args.detach:
         run_id, proc = jobs.submit(ws, conn, cfg)
         print(f"run {run_id} started in the background (pid {proc.pid}); follow it with "
               f"`baldistill runs show {run_id}`")
         return 0
+    from baldistill_core.teacher.preflight import check_teacher
+
+    for w in check_teacher(conn, cfg).raise_if_blocked():
+        print(f"warning: {w}")
     run_id = runs.create_run(conn, ws.runs_dir, cfg)
     print(f"run {run_id}: folder {ws.runs_dir / run_id}", flush=True)
     code = jobs.run_worker(ws, conn, run_id, echo=lambda m: print(m, flush=True))
@@ -185,13 +200,49 @@ def _resume(args) -> int:
     from baldistill_core.runs import records as runs
 
     ws, conn = open_workspace(args.workspace)
+    teacher = None
+    if args.teacher:
+        from baldistill_core.config import TeacherConfig
+
+        current = runs.run_config(conn, args.run_id).teacher.model_dump()
+        teacher = TeacherConfig.model_validate(_apply_overrides(current, args.teacher))
     if args.foreground:
+        from baldistill_core.runs import manage
+        from baldistill_core.teacher.preflight import check_teacher
+
         run = runs.get_run(conn, args.run_id)
         if run["worker_alive"]:
             raise runs.RunError(f"run {args.run_id} is running (process {run['pid']})")
+        if teacher is not None:
+            cfg = runs.run_config(conn, args.run_id).model_copy(update={"teacher": teacher})
+            check_teacher(conn, cfg).raise_if_blocked()
+            manage.change_teacher(conn, args.run_id, teacher)
         return jobs.run_worker(ws, conn, args.run_id, echo=lambda m: print(m, flush=True))
-    proc = jobs.resume(ws, conn, args.run_id)
+    proc = jobs.resume(ws, conn, args.run_id, teacher=teacher)
     print(f"run {args.run_id} resumed in the background (pid {proc.pid})")
+    return 0
+
+
+def _delete(args) -> int:
+    from baldistill_core.runs import manage
+    from baldistill_core.runs import records as runs
+
+    _, conn = open_workspace(args.workspace, bundled=False)
+    run = runs.get_run(conn, args.run_id)
+    if not args.yes:
+        raise ValueError(f"deleting run {args.run_id} ({run['name']}, {run['state']}) and its folder cannot be "
+                         f"undone; add --yes to confirm")
+    manage.delete_run(conn, args.run_id)
+    print(f"deleted run {args.run_id}")
+    return 0
+
+
+def _rename(args) -> int:
+    from baldistill_core.runs import manage
+
+    _, conn = open_workspace(args.workspace, bundled=False)
+    manage.rename_run(conn, args.run_id, args.name)
+    print(f"run {args.run_id} is now called {args.name!r}")
     return 0
 
 

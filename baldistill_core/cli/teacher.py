@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from baldistill_core.errors import DataError
+
 import json
 import sys
 import time
@@ -97,7 +99,7 @@ def _annotate(args) -> int:
     teacher = build_teacher(_config(args), conn, spec=spec, run_id=args.run_id, budget_examples=args.budget)
     items = store.examples(conn, args.dataset, "train", domain=args.domain, limit=args.limit)
     if not items:
-        raise ValueError(f"no training examples in {args.dataset!r}" + (f" for domain {args.domain!r}" if args.domain else ""))
+        raise DataError(f"no training examples in {args.dataset!r}" + (f" for domain {args.domain!r}" if args.domain else ""))
     try:
         anns = teacher.annotate(items, progress=ProgressBar("annotate"))
     except BudgetExceeded as e:
@@ -127,7 +129,7 @@ def _synthesize(args) -> int:
     spec = dataset_spec(conn, args.dataset)
     shots = store.examples(conn, args.dataset, "train", domain=args.domain, limit=args.shots)
     if not shots:
-        raise ValueError(f"domain {args.domain!r} has no training examples in {args.dataset!r} to show the teacher")
+        raise DataError(f"domain {args.domain!r} has no training examples in {args.dataset!r} to show the teacher")
     teacher = build_teacher(_config(args), conn, spec=spec, run_id=args.run_id, budget_examples=args.budget)
     bar = ProgressBar("synthesize")
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from baldistill_core.errors import DataError
+
 import math
 from dataclasses import dataclass
 
@@ -58,7 +60,7 @@ def zipf_exponent(counts: list[int]) -> float | None:
 
 def domain_stats(counts: dict[str, int]) -> DomainStats:
     if not counts:
-        raise ValueError("no domains: the dataset has no training examples")
+        raise DataError("no domains: the dataset has no training examples; import a train file with at least one row")
     ordered = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     total = sum(ordered.values())
     vals = list(ordered.values())

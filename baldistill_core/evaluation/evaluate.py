@@ -10,6 +10,8 @@ median) — a fixed split of the dataset, so every method is grouped the same wa
 
 from __future__ import annotations
 
+from baldistill_core.errors import DataError
+
 import random
 import statistics
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ def eval_subset(conn, dataset: str, per_domain: int | None, *, seed: int = 0, sp
     """
     items = store.examples(conn, dataset, split)
     if not items:
-        raise ValueError(
+        raise DataError(
             f"dataset {dataset!r} has no {split} split to evaluate on; re-import it with a test file (--test-path)"
         )
     by_domain: dict[str, list[dict]] = {}
@@ -184,5 +186,9 @@ def evaluate_model(model, tokenizer, items: list[dict], view, *, labels: list[st
     """
     from baldistill_core.student.model import generate
 
-    outs = generate(model, tokenizer, view.prompts(items), max_new_tokens=max_new_tokens, batch_size=batch_size)
-    return score_predictions(items, outs, view.task_type, labels=labels, sizes=sizes)
+    prompts = view.prompts(items)
+    outs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    report = score_predictions(items, outs, view.task_type, labels=labels, sizes=sizes)
+    for row, prompt in zip(report.predictions, prompts):
+        row["prompt"] = prompt  # what the student saw (its clipped input), kept with its prediction
+    return report

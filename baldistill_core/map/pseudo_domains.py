@@ -9,15 +9,15 @@ from __future__ import annotations
 import numpy as np
 
 from baldistill_core import store
-from baldistill_core.data import loading as data
 from baldistill_core.errors import ConfigError
 from baldistill_core.map import embed
 from baldistill_core.map.clusters import _WORD, NOISE_NAME, assign_noise
 
 
 def has_domains(conn, dataset: str) -> bool:
-    """False when the dataset was imported without a domain field (every domain is data.NO_DOMAIN)."""
-    return set(store.domain_counts(conn, dataset)) != {data.NO_DOMAIN}
+    """False when every training example is in one domain: imported without a domain field
+    ("all"), or with a domain column that holds a single value."""
+    return len(store.domain_counts(conn, dataset)) > 1
 
 
 def pseudo_domains(ids: list[str], coords: np.ndarray, labels: np.ndarray,

@@ -39,9 +39,11 @@ class RunContext:
     sizes: dict[str, int]
     view: StudentView
     _teacher: object = field(default=None, repr=False)
+    _pool: dict | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, conn, cfg: RunConfig, *, tokenizer=None, teacher=None) -> "RunContext":
+    def build(cls, conn, cfg: RunConfig, *, tokenizer=None, teacher=None, pool: dict | None = None) -> "RunContext":
+        """``pool``: a candidate pool already read for this dataset content and teacher (a page's cache)."""
         spec = data.dataset_spec(conn, cfg.dataset)
         labels = store.get_dataset(conn, cfg.dataset)["label_set"]
         load = (lambda: tokenizer) if tokenizer is not None else tokenizer_loader(cfg.student.model)
@@ -49,7 +51,7 @@ class RunContext:
                                        load_tokenizer=load)
         m = method_of(cfg)
         return cls(conn, cfg, spec, labels, m, m.stages(cfg.stages), selection.domain_sizes(conn, cfg.dataset),
-                   view, teacher)
+                   view, teacher, pool)
 
     def recorded_filter(self):
         """A recorded teacher has rationales for part of the inputs only: the pool is those (else None)."""
@@ -66,5 +68,8 @@ class RunContext:
         return self._teacher
 
     def pool(self) -> dict[str, list[dict]]:
-        """Real training candidates per domain (restricted to recorded inputs for a recorded teacher)."""
-        return selection.candidate_pool(self.conn, self.cfg.dataset, self.recorded_filter())
+        """Real training candidates per domain, ``{id, row, domain}`` without text (restricted to recorded
+        inputs for a recorded teacher). Read once per context: the preview replays earlier stages on it."""
+        if self._pool is None:
+            self._pool = selection.candidate_pool(self.conn, self.cfg.dataset, self.recorded_filter())
+        return self._pool

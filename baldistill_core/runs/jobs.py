@@ -177,19 +177,43 @@ def start_worker(ws, run_id: str, *, env: dict | None = None) -> subprocess.Pope
         log.close()
 
 
-def submit(ws, conn, cfg, *, created_by: str | None = None, env: dict | None = None) -> tuple[str, subprocess.Popen]:
-    """Create a run from ``cfg`` and start its worker in the background."""
+def _key_env(cfg, api_key: str | None, env: dict | None) -> dict | None:
+    """The worker's environment with a key typed in the UI: it lives in the child's memory only."""
+    return dict(env or {}, **{cfg.teacher.api_key_env: api_key}) if api_key else env
+
+
+def submit(ws, conn, cfg, *, created_by: str | None = None, env: dict | None = None,
+           api_key: str | None = None) -> tuple[str, subprocess.Popen]:
+    """Check the teacher, create a run from ``cfg`` and start its worker in the background.
+
+    A teacher that cannot supply the run (no recordings, no API key) raises ``ConfigError`` before
+    anything is created."""
+    from baldistill_core.teacher.preflight import check_teacher
+
+    check_teacher(conn, cfg, api_key=api_key).raise_if_blocked()
     run_id = runs.create_run(conn, ws.runs_dir, cfg, created_by=created_by)
-    return run_id, start_worker(ws, run_id, env=env)
+    return run_id, start_worker(ws, run_id, env=_key_env(cfg, api_key, env))
 
 
-def resume(ws, conn, run_id: str, *, env: dict | None = None) -> subprocess.Popen:
-    """Start a worker for an interrupted, failed, cancelled or review-waiting run."""
+def resume(ws, conn, run_id: str, *, env: dict | None = None, teacher=None,
+           api_key: str | None = None) -> subprocess.Popen:
+    """Start a worker for an interrupted, failed, cancelled or review-waiting run. ``teacher`` (a
+    ``TeacherConfig``) replaces the run's teacher first (see ``runs.manage.change_teacher``)."""
+    from baldistill_core.runs import manage
+    from baldistill_core.teacher.preflight import check_teacher
+
     run = runs.get_run(conn, run_id)
     if run["worker_alive"]:
         raise runs.RunError(f"run {run_id} is running (process {run['pid']}); cancel it first to restart it")
     if run["status"] == "finished":
         raise runs.RunError(f"run {run_id} has finished; start a new run to train again")
+    cfg = runs.run_config(conn, run_id)
+    if teacher is not None:
+        cfg = cfg.model_copy(update={"teacher": teacher})
+    check_teacher(conn, cfg, api_key=api_key).raise_if_blocked()
+    if teacher is not None:
+        manage.change_teacher(conn, run_id, teacher)
+    env = _key_env(cfg, api_key, env)
     runs.set_status(conn, run_id, "created")
     runs.log(conn, run_id, f"resume requested (was {run['state']})")
     return start_worker(ws, run_id, env=env)

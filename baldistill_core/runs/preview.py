@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from baldistill_core import store
 from baldistill_core.config import RunConfig
 from baldistill_core.errors import ConfigError
 from baldistill_core.runs.context import RunContext
@@ -55,14 +56,15 @@ def _snippet(text: str, n: int = 90) -> str:
 
 
 def preview_stage(conn, cfg: RunConfig, stage: int, *, run_id: str | None = None, scorer=None,
-                  teacher=None, tokenizer=None) -> StagePreview:
+                  teacher=None, tokenizer=None, pool: dict | None = None) -> StagePreview:
     """The plan of ``stage`` for ``cfg``: quotas, head picks (+ IFD scores and runners-up), tail gaps.
 
     ``scorer`` ([{key, prompt}] -> {key: score}) is the previous stage's student (see
     ``runs.scoring.ifd_scorer``); ``teacher`` restricts the pool for a recorded teacher (built here
-    if not given); ``tokenizer`` is the student's (loaded when the input clip needs it).
+    if not given); ``tokenizer`` is the student's (loaded when the input clip needs it); ``pool`` is a
+    candidate pool the caller read before (``RunContext.pool()``) for the same dataset content and teacher.
     """
-    ctx = RunContext.build(conn, cfg, tokenizer=tokenizer, teacher=teacher)
+    ctx = RunContext.build(conn, cfg, tokenizer=tokenizer, teacher=teacher, pool=pool)
     m, k = ctx.method, ctx.k
     pv = StagePreview(stage, k, m.name, None)
     if k == 0:
@@ -88,7 +90,9 @@ def preview_stage(conn, cfg: RunConfig, stage: int, *, run_id: str | None = None
     pv.to_score = sel.candidates_scored(cfg.ifd.candidate_cap_per_domain)
     if not m.ifd:
         pv.notes.append(f"{m.label} selects at random within each domain (no IFD)")
-    texts = {e["id"]: e["input"] for items in sel.pool.values() for e in items}
+    # Texts of the shown rows only (the pool holds ids and rows, not text).
+    shown = [p.example_id for p in sel.picks if p.kind == "head"] + [x for ru in sel.runners_up.values() for x, _ in ru]
+    texts = store.inputs_by_id(conn, cfg.dataset, shown)
     for p in sel.picks:
         if p.kind == "head":
             pv.head_picks.append(dict(domain=p.domain, id=p.example_id, ifd=p.ifd, input=_snippet(texts[p.example_id])))

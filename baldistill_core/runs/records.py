@@ -282,16 +282,11 @@ def metrics(conn: sqlite3.Connection, run_id: str, split: str | None = None) -> 
 def spend(conn: sqlite3.Connection, run_id: str) -> dict:
     """Teacher spend of the run (ledger) against its budget."""
     cfg = run_config(conn, run_id)
-    try:
-        from baldistill_core.teacher import ledger
+    from baldistill_core.teacher import ledger
 
-        summary = ledger.summary(conn, run_id)
-    except ImportError:  # pragma: no cover - the teacher module not installed yet
-        summary = {}
-    agg = store.one(
-        conn, "SELECT COUNT(*) AS calls, COALESCE(SUM(cached = 0), 0) AS paid_calls,"
-              " COALESCE(SUM(cached), 0) AS cached_calls, COALESCE(SUM(examples), 0) AS examples,"
-              " COALESCE(SUM(cost_usd), 0) AS cost_usd FROM ledger WHERE run_id = ?", (run_id,)) or {}
+    summary = ledger.summary(conn, run_id)  # the ledger module owns every sum over the ledger
+    agg = dict(calls=summary["calls"], paid_calls=summary["calls"] - summary["cached_calls"],
+               cached_calls=summary["cached_calls"], examples=summary["examples"], cost_usd=summary["cost_usd"])
     used = picks.budget_used(conn, run_id)
     return dict(budget=cfg.budget, selected=used, cost_cap_usd=cfg.teacher.cost_cap_usd, **agg,
                 ledger=summary)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from baldistill_core import store
 from baldistill_core.errors import BalDistillError
 from baldistill_core.selection import records as picks
 from baldistill_core.selection import select as selection
@@ -64,7 +65,8 @@ def plan_stage(ctx, stage: int, history: StageHistory, *, scorer=None, synthesiz
         sel = selection.select_stage(
             alloc, pool, seed=cfg.seed, use_ifd=m.ifd if use_ifd is None else use_ifd, scorer=scorer,
             prompt_of=ctx.view.prompt, ifd_cap=cfg.ifd.candidate_cap_per_domain, fill=m.fill,
-            synthetic=usable, earlier_real=history.earlier_real)
+            synthetic=usable, earlier_real=history.earlier_real,
+            inputs=lambda ids: store.inputs_by_id(ctx.conn, cfg.dataset, ids))
         sel.pool = pool
         return sel
 

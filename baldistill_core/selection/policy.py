@@ -7,6 +7,8 @@ exactly its budget (largest remainder).
 
 from __future__ import annotations
 
+from baldistill_core.errors import ConfigError, DataError
+
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -65,9 +67,9 @@ def stage_budgets(budget: int, stages: int) -> list[int]:
     [4, 3, 3]
     """
     if stages < 1:
-        raise ValueError("the number of stages K must be at least 1")
+        raise ConfigError("the number of stages K must be at least 1; set K to 1 or more")
     if budget < stages:
-        raise ValueError(
+        raise ConfigError(
             f"budget B={budget} is smaller than the number of stages K={stages}: every stage needs at least "
             f"one example; lower K or raise B"
         )
@@ -103,11 +105,11 @@ register(Policy("duplicate", "Duplicate (balance by repetition)", _equal, "dupli
 def quotas(policy: str, sizes: dict[str, int], budget: int, stages: int, stage: int) -> dict[str, int]:
     """Integer quota per domain at ``stage`` (sizes = the original domain sizes n_d)."""
     if policy not in POLICIES:
-        raise ValueError(f"unknown policy {policy!r}; choose one of: {', '.join(POLICIES)}")
+        raise ConfigError(f"unknown policy {policy!r}; choose one of: {', '.join(POLICIES)}")
     if not sizes or sum(sizes.values()) == 0:
-        raise ValueError("no domains with examples: load a dataset with at least one training example")
+        raise DataError("no domains with examples: load a dataset with at least one training example")
     if not 0 <= stage < stages:
-        raise ValueError(f"stage {stage} is outside 0..{stages - 1}")
+        raise ConfigError(f"stage {stage} is outside 0..{stages - 1}; pick a stage in that range or raise K")
     sb = stage_budgets(budget, stages)[stage]
     real = POLICIES[policy].shares(sizes, sb, stage, stages)
     return largest_remainder(real, sb, tie_offset=stage)
@@ -165,7 +167,7 @@ def allocate_stage(policy: str, sizes: dict[str, int], pool: dict[str, int], bud
         spare = {d: pool[d] - real[d] for d in q if pool[d] > real[d]}
         if sum(spare.values()) < missing:
             limit = f" to at most {pool_total}" if pool_total is not None else ""
-            raise ValueError(
+            raise ConfigError(
                 f"stage {stage}: the pool has {sum(pool.values())} examples left but the stage needs "
                 f"{sum(q.values())}, and the {POLICIES[policy].label.lower()} policy cannot synthesize; lower the "
                 f"budget{limit} or use a method that synthesizes tail examples ({synthesizing_methods()})"

@@ -97,9 +97,11 @@ def kinds_per_stage(conn, run_id: str) -> list[dict]:
 
 
 def budget_used(conn, run_id: str) -> int:
-    """Budget units a run's picks have spent: every pick except duplicates (which cost no teacher call)."""
-    return store.one(conn, "SELECT COUNT(*) AS n FROM selections WHERE run_id = ? AND kind != 'duplicate'",
-                     (run_id,))["n"]
+    """Budget units a run has spent: picks with an outcome (annotated by the teacher — kept or dropped —,
+    or kept without a rationale by Random FT, or approved synthetic). A pick still waiting for the
+    teacher (``kept`` NULL: a failed or interrupted annotation) has cost nothing yet; duplicates never do."""
+    return store.one(conn, "SELECT COUNT(*) AS n FROM selections WHERE run_id = ? AND kind != 'duplicate'"
+                           " AND kept IS NOT NULL", (run_id,))["n"]
 
 
 def training_rows(conn, run_id: str, dataset: str, upto_stage: int) -> list[dict]:

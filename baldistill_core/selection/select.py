@@ -30,6 +30,7 @@ from baldistill_core.errors import ConfigError
 from baldistill_core.selection.methods import method_of
 
 Scorer = Callable[[list[dict]], dict[str, float | None]]  # [{key, prompt}] -> {key: ifd score}
+Inputs = Callable[[list[str]], dict[str, str]]             # example ids -> {id: input text}
 REAL_KINDS = ("head", "tail_real")
 DUP_SEP = "#dup"
 
@@ -40,19 +41,22 @@ def domain_sizes(conn, dataset: str) -> dict[str, int]:
 
 
 def candidate_pool(conn, dataset: str, keep: Callable[[dict], bool] | None = None) -> dict[str, list[dict]]:
-    """Real training inputs per domain (ordered by file row), optionally filtered by ``keep``.
+    """Real training candidates per domain as ``{id, row, domain}`` (ordered by file row; no text: the
+    inputs of the few candidates that need one are read by id), optionally filtered by ``keep``.
 
     The pipeline passes ``teacher.can_annotate`` for a recorded teacher: recorded rationales exist
     for only part of the training inputs, so the demo restricts the pool to those.
     """
     out: dict[str, list[dict]] = {d: [] for d in domain_sizes(conn, dataset)}
-    for e in store.examples(conn, dataset, "train"):
+    for e in store.pool_rows(conn, dataset, "train"):
         if keep is None or keep(e):
             out[e["domain"]].append(e)
     return out
 
 
 def remaining(pool: dict[str, list[dict]], taken: set[str]) -> dict[str, list[dict]]:
+    if not taken:
+        return {d: list(items) for d, items in pool.items()}
     return {d: [e for e in items if e["id"] not in taken] for d, items in pool.items()}
 
 
@@ -108,9 +112,12 @@ def _rank_key(score: float | None) -> float:
 def select_stage(alloc: StagePlan, pool: dict[str, list[dict]], *, seed: int, use_ifd: bool,
                  scorer: Scorer | None, prompt_of: Callable[[dict], str], ifd_cap: int, fill: str | None,
                  synthetic: Callable[[str], list[dict]] | None = None,
-                 earlier_real: dict[str, list[str]] | None = None, n_runners_up: int = 3) -> StageSelection:
+                 earlier_real: dict[str, list[str]] | None = None, n_runners_up: int = 3,
+                 inputs: Inputs | None = None) -> StageSelection:
     """Choose the examples of one stage.
 
+    Pool entries need only ``id`` and ``row``; ``inputs(ids)`` supplies the texts of the candidates
+    an IFD scorer ranks (entries that carry ``input`` themselves need none).
     ``synthetic(domain)`` returns usable (approved, unused) synthetic examples of a domain in a
     fixed order; ``earlier_real`` lists the real ids a domain got at earlier stages (duplicates
     repeat those too when the pool has run dry).
@@ -136,7 +143,10 @@ def select_stage(alloc: StagePlan, pool: dict[str, list[dict]], *, seed: int, us
             to_score[d] = _capped(items, max(ifd_cap, k), random.Random(f"{seed}:{i}:{d}:cap"))
     scores: dict[str, float | None] = {}
     if to_score:
-        batch = [dict(key=e["id"], prompt=prompt_of(e)) for d in sorted(to_score) for e in to_score[d]]
+        need = [e for d in sorted(to_score) for e in to_score[d]]
+        texts = inputs([e["id"] for e in need if "input" not in e]) if inputs else {}
+        batch = [dict(key=e["id"], prompt=prompt_of(e if "input" in e else {**e, "input": texts[e["id"]]}))
+                 for e in need]
         scores = scorer(batch)
         sel.scored = {d: len(v) for d, v in to_score.items()}
 
@@ -155,24 +165,29 @@ def select_stage(alloc: StagePlan, pool: dict[str, list[dict]], *, seed: int, us
             chosen = [(e, None) for e in sorted(rnd.sample(items, k), key=lambda e: e["row"])]
         picks.extend(Pick(e["id"], d, kind, s) for e, s in chosen)
 
-        gap = alloc.fill[d]
-        if not gap:
-            continue
-        if fill == "synthesize":
-            avail = synthetic(d) if synthetic else []
-            for s in avail[:gap]:
-                picks.append(Pick(s["id"], d, "synthetic", rationale=s.get("rationale") or "", kept=1))
-            if len(avail) < gap:
-                sel.synth_short[d] = gap - len(avail)
-        elif fill == "duplicate":
-            sources = [e["id"] for e, _ in chosen] + list((earlier_real or {}).get(d, []))
-            if not sources:
-                sel.notes.append(f"{d}: no real example to duplicate; its gap of {gap} stays unfilled")
-                continue
-            for j in range(gap):
-                src = sources[j % len(sources)]
-                picks.append(Pick(f"{src}{DUP_SEP}{i}-{j}", d, "duplicate"))
+        _fill_gap(sel, d, alloc.fill[d], fill, [e["id"] for e, _ in chosen], synthetic, earlier_real)
     return sel
+
+
+def _fill_gap(sel: StageSelection, d: str, gap: int, fill: str | None, chosen: list[str],
+              synthetic: Callable[[str], list[dict]] | None, earlier_real: dict[str, list[str]] | None) -> None:
+    """Fill a tail domain's gap by the policy's rule: approved synthetic examples or duplicates."""
+    if not gap:
+        return
+    i = sel.allocation.stage
+    if fill == "synthesize":
+        avail = synthetic(d) if synthetic else []
+        for s in avail[:gap]:
+            sel.picks.append(Pick(s["id"], d, "synthetic", rationale=s.get("rationale") or "", kept=1))
+        if len(avail) < gap:
+            sel.synth_short[d] = gap - len(avail)
+    elif fill == "duplicate":
+        sources = chosen + list((earlier_real or {}).get(d, []))
+        if not sources:
+            sel.notes.append(f"{d}: no real example to duplicate; its gap of {gap} stays unfilled")
+            return
+        for j in range(gap):
+            sel.picks.append(Pick(f"{sources[j % len(sources)]}{DUP_SEP}{i}-{j}", d, "duplicate"))
 
 
 def duplicate_source(example_id: str) -> str:

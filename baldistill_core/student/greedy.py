@@ -116,6 +116,8 @@ def greedy_decode(model, tokenizer, prompts: list[str], *, max_new_tokens: int, 
     Explicit position ids keep every real token at the position it has unpadded, so a prompt's
     result does not depend on the batch it lands in (up to float rounding).
     """
+    # One piece on purpose: the prefill, the KV-cache step loop and the per-row stop bookkeeping share
+    # tensors that would otherwise be passed around every step of the hot loop.
     import copy
 
     import torch

@@ -18,6 +18,8 @@ the KV cache and computes the prompts' shared prefix (the instruction) once.
 
 from __future__ import annotations
 
+from baldistill_core.errors import ConfigError
+
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -48,7 +50,7 @@ def ifd_from_losses(loss_cond: float, loss_uncond: float, variant: Variant = "pp
     True
     """
     if variant not in VARIANTS:
-        raise ValueError(f"IFD variant {variant!r} is not one of {', '.join(VARIANTS)}")
+        raise ConfigError(f"IFD variant {variant!r} is not one of {', '.join(VARIANTS)}; set ifd.variant to one of them")
     if math.isnan(loss_cond) or math.isnan(loss_uncond):
         return None
     if variant == "ppl_ratio":

@@ -90,9 +90,11 @@ def examples_dataset(examples: list[dict]):
 
     bad = [i for i, e in enumerate(examples) if not e.get("prompt") or not e.get("completion")]
     if not examples:
-        raise TrainingError("no training examples: the stage selected nothing to train on")
+        raise TrainingError("no training examples: the stage selected nothing to train on (every teacher rationale "
+                            "was dropped?); check the stage's kept/dropped counts, raise the budget or change the teacher")
     if bad:
-        raise TrainingError(f"training examples {bad[:5]} lack a non-empty 'prompt' or 'completion'")
+        raise TrainingError(f"training examples {bad[:5]} lack a non-empty 'prompt' or 'completion'; "
+                            f"give every example both fields")
     return Dataset.from_dict({"prompt": [e["prompt"] for e in examples],
                               "completion": [e["completion"] for e in examples]})
 

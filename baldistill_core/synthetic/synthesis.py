@@ -15,6 +15,8 @@ check thousands of items against the ~9,000 real inputs of a bundled dataset.
 
 from __future__ import annotations
 
+from baldistill_core.errors import DataError
+
 import hashlib
 import math
 import re
@@ -104,7 +106,7 @@ def _real_index(conn: sqlite3.Connection, dataset: str) -> tuple[NearDupIndex, d
     cached by content hash so a re-import rebuilds it."""
     d = store.get_dataset(conn, dataset)
     if d is None:
-        raise ValueError(f"dataset {dataset!r} is not in the workspace; import it first")
+        raise DataError(f"dataset {dataset!r} is not in the workspace; import it first (`baldistill data import`)")
     key = (dataset, d["content_hash"])
     hit = _REAL_INDEX.get(key)
     if hit is None:
@@ -194,7 +196,8 @@ def import_recorded_synthetic_report(conn: sqlite3.Connection, spec: DatasetSpec
     """``import_recorded_synthetic`` with the whole outcome: ``{"pending": ids, "auto_rejected": ids,
     "skipped": [(input, reason)]}`` (auto-rejected = the recorded answer disagrees with the gold one)."""
     if not spec.recorded_synthetic:
-        raise ValueError(f"dataset {spec.name!r} has no recorded synthetic examples (recorded_synthetic is empty)")
+        raise DataError(f"dataset {spec.name!r} has no recorded synthetic examples (recorded_synthetic is empty); "
+                        f"synthesize with a teacher instead (Review page or `baldistill teacher synthesize`)")
     labels = (store.get_dataset(conn, spec.name) or {}).get("label_set")
     taken: dict[str, int] = {}
     items = []

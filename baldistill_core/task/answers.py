@@ -14,6 +14,8 @@ True
 
 from __future__ import annotations
 
+from baldistill_core.errors import ConfigError
+
 import re
 import string
 from collections import Counter
@@ -350,7 +352,7 @@ def extract_answer(text: str, task_type: str, labels: list[str] | None = None) -
         return extract_choice(text)
     if task_type == "qa":
         return extract_qa(text)
-    raise ValueError(f"unknown task type {task_type!r}; use one of {', '.join(TASK_TYPES)}")
+    raise ConfigError(f"unknown task type {task_type!r}; use one of {', '.join(TASK_TYPES)}")
 
 
 def normalize_answer(ans: str, task_type: str) -> str:

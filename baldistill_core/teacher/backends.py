@@ -94,8 +94,8 @@ class OpenAIBackend:
                 key = "not-needed"
             else:
                 raise TeacherConfigError(
-                    f"no API key: set the environment variable {cfg.api_key_env} or type the key in the Teacher "
-                    f"form (it is kept in memory only), or set base_url for a local server"
+                    f"no API key: set the environment variable {cfg.api_key_env} or type the key in the Training "
+                    f"form's 'API key' field (kept for the session only), or set base_url for a local server"
                 )
         self.cfg = cfg
         self.model = cfg.model
@@ -158,7 +158,7 @@ class OpenAIBackend:
                 time.sleep(self._delay(attempt, e))
                 attempt += 1
         if not resp.choices:
-            raise TeacherCallError("the endpoint returned no choices")
+            raise TeacherCallError("the endpoint returned no choices; check that base_url serves /v1/chat/completions")
         ch = resp.choices[0]
         msg = ch.message
         text = (msg.content or "") if msg is not None else ""
@@ -245,13 +245,14 @@ class RecordedBackend:
         if purpose == "rationale":
             text = self.rationales.get(context.get("id"))
             if text is None:
-                raise NoRecording(f"no recording: the recorded teacher has no rationale for {context.get('id')!r}")
+                raise NoRecording(f"no recording: the recorded teacher has no rationale for {context.get('id')!r}; "
+                                  f"use the openai or local teacher for this dataset")
             return Reply(text=text, tokens_in=tin, tokens_out=estimate_tokens(text))
         if purpose == "verification":
             # No blind solves were recorded: the recorded rationale's own final answer is checked instead.
             text = context.get("rationale")
             if not text:
-                raise NoRecording("no recording: no recorded rationale to verify against")
+                raise NoRecording("no recording: no recorded rationale to verify against; use the openai or local teacher")
             return Reply(text=text, tokens_in=tin, tokens_out=estimate_tokens(text))
         if purpose == "synthesis":
             domain, n = context["domain"], int(context["n"])
@@ -277,7 +278,8 @@ class RecordedBackend:
             text = json.dumps({"items": [{"input": r["input"], "answer": r["answer"], "rationale": r["rationale"],
                                           "recording_id": r.get("id")} for r in picked]}, ensure_ascii=False)
             return Reply(text=text, tokens_in=tin, tokens_out=estimate_tokens(text))
-        raise NoRecording(f"no recording: the recorded teacher cannot answer {purpose!r} calls")
+        raise NoRecording(f"no recording: the recorded teacher cannot answer {purpose!r} calls; use the openai or "
+                          f"local teacher")
 
 
 # ---------------------------------------------------------------- local

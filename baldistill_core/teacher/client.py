@@ -1,7 +1,7 @@
 """The teacher: rationales and tail synthesis through one cache, one ledger and one budget.
 
 ``build_teacher(cfg, conn, spec=..., labels=..., run_id=..., budget_examples=...)`` picks a backend
-by name from ``teacher_backends.BACKENDS`` (openai / recorded / local) and wraps it in a
+by name from ``teacher.backends.BACKENDS`` (openai / recorded / local) and wraps it in a
 ``Teacher``. Every call of every backend goes the same way:
 
 1. the request (messages + parameters) is hashed into a cache key (``ledger.cache_key``);
@@ -22,7 +22,6 @@ unstored tail items; ``synthesis.store_synthetic`` dedups and queues them for re
 
 from __future__ import annotations
 
-import re
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -37,14 +36,16 @@ from baldistill_core.task.answers import extract_answer, is_correct, normalize_a
 from baldistill_core.config import DatasetSpec, TeacherConfig
 from baldistill_core.teacher.ledger import Budget, BudgetExceeded
 from baldistill_core.teacher.backends import BACKENDS, NoRecording, Reply, TeacherCallError, TeacherConfigError, TeacherError
+from baldistill_core.teacher.parsing import count_items as _count_items
 from baldistill_core.teacher.parsing import norm_input, parse_items, validate_items
+from baldistill_core.teacher.parsing import refusal_check as _refusal_check
+from baldistill_core.teacher.parsing import synthesis_check as _synthesis_check
 
 __all__ = ["Annotation", "BudgetExceeded", "NoRecording", "Teacher", "TeacherCallError", "TeacherConfigError",
            "TeacherError", "build_teacher"]
 
 Progress = Callable[[int, int], None] | None
 SYNTH_BATCH = 5  # items asked per synthesis call; several calls run in parallel
-_REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|i can(no|')t|i cannot|as an ai\b|i won'?t|sorry,)", re.I)
 
 
 @dataclass
@@ -157,6 +158,9 @@ class Teacher:
 
     def _execute(self, calls: list[_Call], progress: Progress = None) -> list[_Outcome]:
         """Run calls through cache + ledger + budget; outcomes in the order of ``calls``."""
+        # Long on purpose: the cache lookup, the budget reservation, the bounded thread pool and the
+        # ledger write share one loop's state (in-flight set, reservations), and splitting them would
+        # spread the pay-once invariant over several functions.
         for c in calls:
             c.key = self._key(c)
         total = len(calls)
@@ -361,29 +365,6 @@ class Teacher:
             it["verify_answer"] = ans
             it["verified"] = bool(is_correct(ans, it["answer"], self.task_type))
         return items
-
-
-def _refusal_check(r: Reply) -> str | None:
-    if r.refusal:
-        return f"teacher refused: {r.refusal[:160]}"
-    if not r.text.strip():
-        return "teacher returned an empty reply"
-    if _REFUSAL.match(r.text) and len(r.text) < 400:
-        return f"teacher refused: {r.text.strip()[:160]}"
-    return None
-
-
-def _synthesis_check(r: Reply) -> str | None:
-    problem = _refusal_check(r)
-    if problem:
-        return problem
-    if not parse_items(r.text):
-        return f"malformed synthesis reply (no JSON items found): {r.text.strip()[:120]!r}"
-    return None
-
-
-def _count_items(size: int) -> Callable[[Reply], int]:
-    return lambda r: min(size, len(parse_items(r.text)))
 
 
 def build_teacher(cfg: TeacherConfig, conn, *, spec: DatasetSpec, labels: list[str] | None = None,

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Callable
 
 from baldistill_core.task.answers import extract_choice, normalize_answer
+
+_REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|i can(no|')t|i cannot|as an ai\b|i won'?t|sorry,)", re.I)
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 
@@ -126,3 +129,29 @@ def validate_items(raw: list[dict], domain: str, task_type: str, labels: list[st
             item["recording_id"] = str(r["recording_id"])
         good.append(item)
     return good, rejected
+
+
+def refusal_check(r) -> str | None:
+    """Why a teacher reply (``backends.Reply``) is unusable as a rationale (refusal, empty), else None."""
+    if r.refusal:
+        return f"teacher refused: {r.refusal[:160]}"
+    if not r.text.strip():
+        return "teacher returned an empty reply"
+    if _REFUSAL.match(r.text) and len(r.text) < 400:
+        return f"teacher refused: {r.text.strip()[:160]}"
+    return None
+
+
+def synthesis_check(r) -> str | None:
+    """Why a synthesis reply is unusable (refusal, no JSON items), else None."""
+    problem = refusal_check(r)
+    if problem:
+        return problem
+    if not parse_items(r.text):
+        return f"malformed synthesis reply (no JSON items found): {r.text.strip()[:120]!r}"
+    return None
+
+
+def count_items(size: int) -> Callable:
+    """Budget units a synthesis reply used: its parsed items, at most ``size``."""
+    return lambda r: min(size, len(parse_items(r.text)))

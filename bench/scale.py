@@ -1,0 +1,231 @@
+"""Scale bench: a seeded long-tailed dataset (50 Zipf-sized domains, 50-150-word inputs) of 10k/100k rows.
+
+    .venv/bin/python bench/scale.py [--rows 10000,100000] [--seed 0]
+
+For each size it reports, each against a reference measured in the same run:
+
+* import: the streaming import (``data.importing``, chunks in one transaction) vs the old in-memory path
+  (whole file read, decoded, split and parsed, every row held, one ``executemany``), each in its own
+  child process so the peak RSS (``VmHWM``) is that path's alone;
+* plan: the Plan page's data call (``preview_stage`` of stage 1) with the id-only pool vs the old
+  full-text pool read (``store.examples`` of every training row);
+* map: a map bundle with per-domain blobs is cached for the dataset (no UMAP: that is the compute
+  path, not the page), then the page's figure is built and serialized as ``st.plotly_chart`` does:
+  payload size and time, vs the old figure that carried each point's hover text; plus HDBSCAN on the
+  coordinates through the sampled path.
+
+1M rows (``--rows 1000000``) works but takes minutes on a shared CPU; the targets of issue 16 at 1M are
+printed for reference only when that size is run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("STREAMLIT_LOGGER_LEVEL", "error")
+import logging  # noqa: E402
+
+logging.getLogger("streamlit.runtime.caching.cache_data_api").setLevel(logging.ERROR)
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+N_DOMAINS = 50
+
+
+def generate(path: Path, n: int, seed: int) -> dict[str, int]:
+    """Zipf(1.0) domain sizes summing to ``n`` (every domain at least 5 rows), topical words per domain."""
+    rnd = random.Random(seed)
+    weights = [1 / r for r in range(1, N_DOMAINS + 1)]
+    sizes = [max(5, int(n * w / sum(weights))) for w in weights]
+    sizes[0] += n - sum(sizes)
+    common = [f"w{i}" for i in range(400)]
+    vocab = {d: [f"d{d}t{i}" for i in range(60)] for d in range(N_DOMAINS)}
+    order = [d for d, s in enumerate(sizes) for _ in range(s)]
+    rnd.shuffle(order)
+    with path.open("w", encoding="utf-8") as f:
+        for i, d in enumerate(order):
+            k = rnd.randint(50, 150)
+            words = [rnd.choice(vocab[d]) if rnd.random() < 0.3 else rnd.choice(common) for _ in range(k)]
+            f.write(json.dumps(dict(id=f"x{i}", domain=f"dom{d:02d}", input=" ".join(words),
+                                    answer=str(rnd.randint(0, 9)))) + "\n")
+    return {f"dom{d:02d}": s for d, s in enumerate(sizes)}
+
+
+def old_import(conn, spec) -> int:
+    """The pre-issue-16 import, as reference: bytes, text, lines and rows all held, then one executemany."""
+    from baldistill_core import store
+    from baldistill_core.data.normalize import content_hash, normalize_rows
+
+    raw = Path(spec.train_path).read_bytes()
+    text = raw.decode("utf-8-sig")
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            obj = json.loads(line)
+            obj["__line__"] = lineno
+            rows.append(obj)
+    train, _ = normalize_rows(rows, spec, split="train", source_name=spec.train_path)
+    h = content_hash(train, [])
+    with store.transaction(conn):
+        conn.execute("DELETE FROM examples WHERE dataset = ?", (spec.name,))
+        conn.execute("DELETE FROM datasets WHERE name = ?", (spec.name,))
+        conn.execute("INSERT INTO datasets(name, spec, content_hash, n_train, n_test, bundled, created_at)"
+                     " VALUES (?,?,?,?,0,0,?)", (spec.name, spec.model_dump_json(), h, len(train), store.now()))
+        conn.executemany("INSERT INTO examples(dataset, id, split, row, domain, input, answer, reference)"
+                         " VALUES (?,?,'train',?,?,?,?,?)",
+                         [(spec.name, e["id"], e["row"], e["domain"], e["input"], e["answer"], e["reference"])
+                          for e in train])
+    return len(train)
+
+
+def child(mode: str, file: str, db: str) -> None:
+    from baldistill_core import store
+    from baldistill_core.config import DatasetSpec
+    from baldistill_core.data.loading import import_dataset
+
+    conn = store.connect(db)
+    spec = DatasetSpec(name="scale", train_path=file, task_type="qa")
+    t = time.perf_counter()
+    n = import_dataset(conn, spec).n_train if mode == "new" else old_import(conn, spec)
+    secs = time.perf_counter() - t
+    print(json.dumps(dict(n=n, s=secs, rss_mb=peak_rss_mb())))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not ``ru_maxrss``: on Linux that survives exec, so a child would
+    report its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(mode: str, file: Path, db: Path) -> dict:
+    r = subprocess.run([sys.executable, __file__, "--child", mode, str(file), str(db)], capture_output=True,
+                       text=True, timeout=900)
+    if r.returncode:
+        raise SystemExit(r.stderr)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def plan_times(conn) -> tuple[float, float, int]:
+    from baldistill_core import store
+    from baldistill_core.config import RunConfig
+    from baldistill_core.runs import preview
+
+    cfg = RunConfig(dataset="scale", method="baldistill_n", budget=2000, stages=5, teacher=dict(backend="openai"))
+    news, reads = [], []
+    for _ in range(3):       # median of 3: a page rerun, not the first call of the process
+        t = time.perf_counter()
+        pv = preview.preview_stage(conn, cfg, 1)
+        news.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        store.examples(conn, "scale", "train")     # what the old pool read on every rerun, before selecting
+        reads.append(time.perf_counter() - t)
+    new, old_read = statistics.median(news), statistics.median(reads)
+    return new, new + old_read, len(pv.picks)
+
+
+def map_numbers(conn, ws, n: int, seed: int) -> dict:
+    import numpy as np
+    import plotly.io as pio
+
+    from baldistill_core import store
+    from baldistill_core.config import MapConfig
+    from baldistill_core.map import clusters, embed
+    from studio_ui import map_view
+
+    pool = store.pool_rows(conn, "scale")
+    doms = sorted({e["domain"] for e in pool})
+    rng = np.random.default_rng(seed)
+    centre = {d: rng.uniform(-50, 50, size=2) for d in doms}
+    coords = np.stack([centre[e["domain"]] + rng.normal(0, 1.0, size=2) for e in pool]).astype(np.float32)
+    labels = np.asarray([doms.index(e["domain"]) for e in pool], dtype=np.int32)
+    chash = store.get_dataset(conn, "scale")["content_hash"]
+    embed.MapBundle(chash, "tfidf", [e["id"] for e in pool], np.zeros((len(pool), 2), np.float16), coords, labels,
+                    {i: d for i, d in enumerate(doms)}).save(embed.cache_folder(ws, chash, "tfidf"))
+    t = time.perf_counter()
+    md = embed.map_data(conn, ws, "scale", "tfidf", compute=False)
+    fig = map_view.build_figure(md, "domain", shown=md.display_sample(MapConfig().max_points))
+    payload = pio.to_json(fig, validate=False)
+    page_s = time.perf_counter() - t
+    # Reference: the old figure also carried every point's hover text (200 characters, wrapped).
+    t = time.perf_counter()
+    texts = store.examples(conn, "scale", "train")
+    hover = {e["id"]: clusters.hover_text(e["input"], 200) for e in texts}
+    for tr in fig.data:
+        tr.text = [hover[md.ids[i]] for i in tr.customdata]
+    old_payload = pio.to_json(fig, validate=False)
+    old_s = page_s + time.perf_counter() - t
+    t = time.perf_counter()
+    got = clusters.hdbscan_clusters(coords, MapConfig())
+    hdb_s = time.perf_counter() - t
+    from sklearn.metrics import adjusted_rand_score
+
+    return dict(payload_mb=len(payload) / 1e6, old_payload_mb=len(old_payload) / 1e6, page_s=page_s, old_s=old_s,
+                hdbscan_s=hdb_s, ari=adjusted_rand_score(labels, got), clusters=len(set(got.tolist()) - {-1}))
+
+
+def one_size(n: int, seed: int, tmp: Path) -> None:
+    from baldistill_core.workspace import open_workspace
+
+    f = tmp / f"scale_{n}.jsonl"
+    t = time.perf_counter()
+    generate(f, n, seed)
+    print(f"rows {n}: file {f.stat().st_size / 1e6:.0f} MB generated in {time.perf_counter() - t:.1f} s", flush=True)
+    old = run_child("old", f, tmp / f"old_{n}" / "studio.db")
+    ws_root = tmp / f"ws_{n}"
+    new = run_child("new", f, ws_root / "studio.db")
+    assert new["n"] == old["n"] == n
+    print(f"  import: streaming {new['s']:.1f} s, peak RSS {new['rss_mb']:.0f} MB; old in-memory {old['s']:.1f} s, "
+          f"{old['rss_mb']:.0f} MB (memory ratio {old['rss_mb'] / new['rss_mb']:.1f}x)", flush=True)
+    ws, conn = open_workspace(ws_root, bundled=False)
+    plan_new, plan_old, n_picks = plan_times(conn)
+    print(f"  plan (preview stage 1, {n_picks} picks): {plan_new:.2f} s; old path (+ full-text pool read) "
+          f"{plan_old:.2f} s (ratio {plan_old / plan_new:.1f}x)", flush=True)
+    m = map_numbers(conn, ws, n, seed)
+    print(f"  map page figure: {m['payload_mb']:.1f} MB in {m['page_s']:.2f} s; old with hover text "
+          f"{m['old_payload_mb']:.1f} MB in {m['old_s']:.2f} s (payload ratio {m['old_payload_mb'] / m['payload_mb']:.1f}x)"
+          f"; HDBSCAN {m['hdbscan_s']:.1f} s, {m['clusters']} clusters, ARI vs domains {m['ari']:.3f}", flush=True)
+    k = f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}m"
+    t_imp, t_rss, t_plan, t_map, t_pay = ("60", "1500", "2", "10", "30") if n >= 1_000_000 else ("-", "-", "-", "-", "-")
+    print(f"RESULT import_{k}_s {new['s']:.2f} (target <= {t_imp})")
+    print(f"RESULT import_{k}_peak_rss_mb {new['rss_mb']:.0f} (target <= {t_rss}; old path {old['rss_mb']:.0f})")
+    print(f"RESULT plan_page_{k}_s {plan_new:.2f} (target <= {t_plan}; old path {plan_old:.2f})")
+    print(f"RESULT map_page_{k}_s {m['page_s']:.2f} (target <= {t_map}; figure build + serialize, no browser)")
+    print(f"RESULT map_payload_{k}_mb {m['payload_mb']:.2f} (target <= {t_pay}; old {m['old_payload_mb']:.2f})")
+    print(f"RESULT hdbscan_{k}_s {m['hdbscan_s']:.2f} (sampled; ARI vs domains {m['ari']:.3f})")
+    print(f"RESULT import_{k}_rss_ratio {old['rss_mb'] / new['rss_mb']:.1f} (old peak / streaming peak; target >= 3 at 100k+)")
+    print(f"RESULT map_payload_{k}_ratio {m['old_payload_mb'] / m['payload_mb']:.1f} (old / new; target >= 5)")
+    print(f"RESULT plan_page_{k}_ratio {plan_old / plan_new:.1f} (old / new; target >= 1.5)")
+    conn.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", default="10000,100000")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--child", nargs=3, metavar=("MODE", "FILE", "DB"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        child(*a.child)
+        return
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (int(x) for x in a.rows.split(",")):
+            one_size(n, a.seed, Path(tmp))
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -80,7 +80,7 @@ def test_malformed_json_line_names_the_line(tmp_path):
 
 def test_json_error_says_the_position_once(tmp_path):
     p = tmp_path / "bad.jsonl"
-    p.write_text('{"id": "e0", "input": "unterminated\n', encoding="utf-8")
+    p.write_text('{"id": "e0", "input": "unterminated', encoding="utf-8")
     with pytest.raises(DataError) as e:
         read_table(p)
     assert "at at" not in str(e.value)

@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast browser-deps bench clean-workspace
+.PHONY: install demo test test-tour test-fast browser-deps bench clean-workspace
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ demo: install
 
 test: install browser-deps
 	$(BIN)/python -m pytest
+
+# The demo tour walked end to end in Chromium with a real SmolLM2 run (~18 min on a free 2-core CPU).
+test-tour: install browser-deps
+	BALDISTILL_TOUR=1 $(BIN)/python -m pytest tests/test_browser_tour.py
 
 # Everything but the real-browser and slow (bundled model) tests.
 test-fast: install

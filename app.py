@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from baldistill_core.errors import BalDistillError
-from studio_ui import auth, bridge
+from studio_ui import auth, bridge, settings
 
 st.set_page_config(page_title="BalDistill Studio", page_icon="⚖️", layout="wide")
 
@@ -48,6 +48,8 @@ nav = st.navigation(pages)
 auth.gate()
 try:
     bridge.dataset_picker()
+    settings.adopt_url()
+    settings.restore_url()  # method, B, K and seed chosen on one page stay in the URL on the next
     st.sidebar.caption(f"Workspace: `{bridge.workspace().root}`")
     nav.run()
 except BalDistillError as e:

@@ -210,7 +210,7 @@ class MapConfig(_Strict):
     """The embedding map: embedder, 2-D UMAP layout, HDBSCAN clusters (see baldistill_core.map.embed)."""
 
     embedder: Literal["minilm", "tfidf"] = Field(
-        "minilm", description="minilm = all-MiniLM-L6-v2 sentence embeddings; tfidf = TF-IDF + SVD (instant)."
+        "minilm", description="minilm = all-MiniLM-L6-v2 sentence embeddings; tfidf = TF-IDF + SVD (no model; about a minute the first time while UMAP compiles)."
     )
     batch_size: int = Field(32, ge=1, description="Texts per forward pass of the sentence embedder.")
     tfidf_dims: int = Field(128, ge=2, description="SVD components of the TF-IDF embedder.")

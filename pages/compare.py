@@ -1,8 +1,10 @@
-"""Compare: macro / micro / head / tail scores of several runs, per-domain bars, head-vs-tail, budget."""
+"""Compare: macro / micro / large- / small-domain scores of several runs, per-domain bars, large vs small, budget."""
 
 import streamlit as st
 
+from baldistill_core.evaluation.evaluate import SIZE_GROUPS_HELP
 from baldistill_core.reports import compare, significance
+from baldistill_core.selection.methods import label as method_label
 from baldistill_core.runs import records as runs
 from studio_ui import bridge, run_views, significance_views
 
@@ -12,11 +14,12 @@ conn = bridge.conn()
 available = compare.comparable_runs(conn, dataset)
 if not available:
     st.info(f"No evaluated runs on **{dataset}** yet. Launch runs on the Training page (for instance "
-            "baldistill_a and random_ft_cot at the same budget); they appear here after their first evaluation.")
+            f"{method_label('baldistill_a')} and {method_label('random_ft_cot')} at the same budget); they appear "
+            "here after their first evaluation.")
     run_views.nav_link("pages/training.py", "Go to Training", ":material/model_training:")
     st.stop()
 
-labels = {r["id"]: f"{r['name']} · {r['method']} · {r['state']} · {r['id']}" for r in available}
+labels = {r["id"]: f"{r['name']} · {method_label(r['method'])} · {r['state']} · {r['id']}" for r in available}
 wanted = [r for r in (st.query_params.get_all("runs") or []) if r in labels]
 chosen = st.multiselect("Runs", list(labels), default=wanted or list(labels)[:4], format_func=labels.get,
                         key="compare_runs")
@@ -35,13 +38,16 @@ if any(s["split"] == "live" for s in scores):
                "evaluation — marked 'live' in the split column.")
 scores = significance.add_intervals(conn, scores)
 st.dataframe(significance_views.interval_columns(scores), hide_index=True, width="stretch",
-             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("macro", "micro", "head", "tail")})
+             column_config={c: st.column_config.NumberColumn(format="%.3f", help=SIZE_GROUPS_HELP if "domains" in c
+                                                               else None)
+                            for c in ("macro", "micro", "large domains", "small domains")})
+st.caption(SIZE_GROUPS_HELP)
 if any(s["ci"] for s in scores):
     st.plotly_chart(significance_views.headline_bars(scores, metric), width="stretch", key="cmp_ci")
     significance_views.render_paired(conn, scores)
 
 bars = run_views.grouped_bars(scores, metric)
-scatter = run_views.head_tail_scatter(scores, metric)
+scatter = run_views.size_groups_scatter(scores, metric)
 spend = run_views.spend_bars(scores)
 st.plotly_chart(bars, width="stretch", key="cmp_bars")
 c1, c2 = st.columns(2)

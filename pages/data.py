@@ -3,8 +3,12 @@
 import streamlit as st
 
 from baldistill_core.config import RunConfig
+from baldistill_core.selection.methods import METHODS, label as method_label
 from baldistill_core.selection.policy import POLICIES
-from studio_ui import admin, bridge, charts, teacher_import
+from studio_ui import admin, bridge, charts, estimate_view, settings, teacher_import
+
+FILL_WORDS = {"synthesize": "teacher-synthesized examples a person approves", "duplicate": "repeating real examples",
+              "redistribute": "moving the gap to domains with spare examples"}
 
 st.title("Data")
 dataset = bridge.current_dataset()
@@ -34,17 +38,28 @@ cols[4].metric("Zipf exponent", "—" if s.zipf_exponent is None else f"{s.zipf_
 
 defaults = RunConfig.model_fields
 with st.sidebar:
-    st.subheader("Budget and policy")
-    budget = st.number_input("Budget B (examples)", min_value=1, value=min(max(s.n_domains * 10, 50), s.total),
+    st.subheader("Budget and method")
+    start = estimate_view.cpu_default(dataset)  # the same starting config as Plan and Training
+    for name in settings.SHARED:  # the same values as on Plan and Training (kept in the URL too)
+        settings.seed_widget(f"data_{name}", name, start.get(name))
+    methods = [n for n, m in METHODS.items() if m.policy]
+    if st.session_state["data_method"] not in methods:  # zero-shot has no allocation to show
+        st.session_state["data_method"] = settings.default("method")
+    method = st.selectbox("Method", methods, key="data_method", format_func=method_label,
+                          help=defaults["method"].description + " Its policy decides how each stage's budget is "
+                                                                "shared.")
+    m = METHODS[method]
+    budget = st.number_input("Budget B (examples)", min_value=1, key="data_budget",
                              help=defaults["budget"].description)
-    stages = st.number_input("Stages K", min_value=1, max_value=50, value=defaults["stages"].default,
+    stages = st.number_input("Stages K", min_value=1, max_value=50, key="data_stages", disabled=m.ignores_stages(),
                              help=defaults["stages"].description)
-    policy_name = st.selectbox("Policy", list(POLICIES), index=list(POLICIES).index("adaptive"),
-                               format_func=lambda p: POLICIES[p].label, help="How each stage's budget is shared.")
-    st.caption(POLICIES[policy_name].help)
+    settings.remember(method=method, budget=int(budget), stages=int(stages))
+    if m.ignores_stages():
+        st.caption(f"**K is ignored by {m.label}**: it spends the whole budget in one stage.")
+    st.caption(f"Policy: **{POLICIES[m.policy].label}**. {POLICIES[m.policy].help}")
 
 try:
-    plans = bridge.stage_plan(dataset, h, policy_name, int(budget), int(stages))
+    plans = bridge.stage_plan(dataset, h, m.policy, int(budget), m.stages(int(stages)), m.fill)
 except ValueError as e:
     st.error(str(e))
     plans = None
@@ -55,7 +70,7 @@ st.plotly_chart(charts.distribution_chart(s, plans, log_scale), width="stretch",
 if plans:
     st.subheader("Quota per stage")
     st.caption("Bars are each domain's quota; hatched ones are tail at that stage (the pool is short, so the gap is "
-               f"filled by {POLICIES[policy_name].fill}). Every stage's quotas sum to its share of B.")
+               f"filled by {FILL_WORDS[m.fill]}). Every stage's quotas sum to its share of B.")
     st.plotly_chart(charts.quota_chart(plans), width="stretch", key="quota")
 
 st.subheader("Domains")
@@ -70,7 +85,10 @@ page = left.number_input(f"Page (of {n_pages})", min_value=1, max_value=n_pages,
 for ex in bridge.examples(dataset, domain, page_size, (page - 1) * page_size):
     with right.container(border=True):
         st.caption(f"`{ex['id']}` · answer: **{ex['answer']}**")
-        st.text(ex["input"][:1500])
+        if info["spec"].get("task_type") == "math":  # LaTeX rendered, the rest shown literally
+            st.markdown(charts.math_markdown(ex["input"][:1500]))
+        else:
+            st.text(ex["input"][:1500])
 
 admin.dataset_panel(dataset)
 

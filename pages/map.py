@@ -44,8 +44,10 @@ if md is None:
     eta = (f"MiniLM on the CPU embeds roughly 15 texts per second: about {max(1, n // 900)} min for this dataset "
            "(plus UMAP)." if embedder == "minilm" else map_view.EMBEDDER_LABELS[embedder])
     go_selected = left.button("Compute embeddings", type="primary", icon=":material/play_arrow:", help=eta)
-    go_tfidf = embedder != "tfidf" and right.button("Use TF-IDF instead (instant)", icon=":material/bolt:",
+    go_tfidf = embedder != "tfidf" and right.button("Use TF-IDF instead (about 1 min)", icon=":material/bolt:",
                                                     help=map_view.EMBEDDER_LABELS["tfidf"])
+    st.caption("Estimate: " + (eta if embedder == "minilm" else "")
+               + (" TF-IDF: about a minute the first time (UMAP compiles), seconds after that."))
     if go_selected or go_tfidf:
         chosen = embedder if go_selected else "tfidf"
         try:
@@ -99,8 +101,17 @@ if picked:
         n_pages = max(1, -(-len(picked) // page_size))
         page = st.number_input(f"Page (of {n_pages})", min_value=1, max_value=n_pages, value=1, key="map_sel_page",
                                help="Texts are read for the listed page only.") if n_pages > 1 else 1
-        st.dataframe(map_view.selection_table(md, picked, int(page) - 1, page_size), width="stretch",
-                     hide_index=True, height=420)
+        table = map_view.selection_table(md, picked, int(page) - 1, page_size)
+        sel = st.dataframe(table, width="stretch", hide_index=True, height=420, on_select="rerun",
+                           selection_mode="single-row", key="map_selection_table")
+        rows = sel.selection.rows if sel is not None else []
+        if rows and rows[0] < len(table):  # the clicked row, in full
+            r = table.iloc[rows[0]]
+            with st.container(border=True):
+                st.caption(f"`{r['id']}` · domain **{r['domain']}** · cluster {r['cluster']}")
+                st.text(r["text"])
+        else:
+            st.caption("Click a row's left edge to open that example in full.")
 else:
     st.caption("Nothing selected yet.")
 

@@ -7,9 +7,11 @@ reviewer's name and time, and every tab sees them on its next refresh.
 import streamlit as st
 
 from baldistill_core.data import loading as data
+from baldistill_core.map import embed
 from baldistill_core.synthetic import review
 from baldistill_core.synthetic import synthesis
 from baldistill_core.synthetic.facets import facets
+from baldistill_core.selection.methods import METHODS
 from studio_ui import auth, bridge, review_views as rv
 
 PAGE_SIZE = 10
@@ -29,11 +31,11 @@ def _load_recorded(n: int) -> None:
         rv.message("error", "Loading examples into the queue needs the reviewer role.")
         return
     try:
-        added = synthesis.import_recorded_synthetic(bridge.conn(), spec, per_domain=n)
+        rep = synthesis.import_recorded_synthetic_report(bridge.conn(), spec, per_domain=n)
     except ValueError as e:
         rv.message("error", str(e))
     else:
-        rv.message("ok", f"Loaded {added} recorded synthetic examples into the queue.")
+        rv.message("ok", rv.loaded_text(rep))
 
 
 if f["total"] == 0:
@@ -47,7 +49,8 @@ if f["total"] == 0:
         st.button("Load recorded synthetic examples", type="primary", on_click=_load_recorded, args=(int(n),),
                   key="load_recorded")
     else:
-        st.caption("Launch a run of a synthesizing method (baldistill_a, baldistill_n) on the Training page.")
+        st.caption("Launch a run of a method that synthesizes tail examples ("
+                   + ", ".join(m.label for m in METHODS.values() if m.synth) + ") on the Training page.")
     st.stop()
 
 if not reviewer:
@@ -55,11 +58,15 @@ if not reviewer:
 
 # ---------------------------------------------------------------- filters
 c = st.columns(4)
-status = c[0].selectbox("Status", ["pending", *[s for s in review.STATUSES if s != "pending"], ALL], key="f_status")
-domain = c[1].selectbox("Domain", [ALL, *f["domains"]], key="f_domain")
+FILTER_OPTIONS = {"f_status": ["pending", *[s for s in review.STATUSES if s != "pending"], ALL],
+                  "f_domain": [ALL, *f["domains"]], "f_run": [ALL, *f["runs"]], "f_stage": [ALL, *f["stages"]]}
+rv.restore_filters(FILTER_OPTIONS)  # the filters live in the URL too, so a reload keeps them
+status = c[0].selectbox("Status", FILTER_OPTIONS["f_status"], key="f_status")
+domain = c[1].selectbox("Domain", FILTER_OPTIONS["f_domain"], key="f_domain")
 run_labels = {ALL: ALL, review.IMPORTED: "imported recordings"}
-run = c[2].selectbox("Run", [ALL, *f["runs"]], format_func=lambda r: run_labels.get(r, r), key="f_run")
-stage = c[3].selectbox("Stage", [ALL, *f["stages"]], key="f_stage")
+run = c[2].selectbox("Run", FILTER_OPTIONS["f_run"], format_func=lambda r: run_labels.get(r, r), key="f_run")
+stage = c[3].selectbox("Stage", FILTER_OPTIONS["f_stage"], key="f_stage")
+rv.keep_filters(FILTER_OPTIONS)
 filters = dict(status=None if status == ALL else status, domain=None if domain == ALL else domain,
                run_id=None if run == ALL else run, stage=None if stage == ALL else stage)
 
@@ -87,6 +94,10 @@ with st.sidebar:
             n = st.number_input("Per domain", min_value=1, max_value=500, value=10, key="more_per_domain")
             st.button("Load", on_click=_load_recorded, args=(int(n),), key="load_more")
 
+if st.session_state.get("nearest_by", "embedding") == "embedding" and not embed.embedder_loaded("minilm"):
+    st.caption("First visit on this server: the nearest-real-example search loads the MiniLM embedder, about 30 s "
+               "on this CPU (TF-IDF in the sidebar needs no model).")
+
 total = review.queue_count(conn, dataset, **filters)
 if total == 0:
     st.info("No example matches these filters." + (" Everything here is decided — well done." if status == "pending"
@@ -97,7 +108,8 @@ if total == 0:
 with st.expander(f"Bulk action on all {total} filtered examples"):
     b1, b2 = st.columns(2)
     action = b1.radio("Action", ["approve", "reject"], horizontal=True, key="bulk_action")
-    reason = b2.selectbox("Reason (reject)", rv.REJECT_REASONS, accept_new_options=True, key="bulk_reason")
+    reason = b2.selectbox("Reason (reject)", rv.REJECT_REASONS, accept_new_options=True, key="bulk_reason", index=None,
+                          placeholder="Pick or type a reason…")
     sure = st.checkbox(f"Yes, {action} all {total} examples matching the filters", key=f"bulk_confirm_{st.session_state.get('bulk_round', 0)}")
     if st.button(f"Bulk {action}", disabled=not (sure and reviewer and auth.allowed("reviewer", "bulk decisions")),
                  key="bulk_go"):

@@ -11,8 +11,10 @@ import streamlit as st
 from baldistill_core.runs import jobs
 from baldistill_core.reports import monitor
 from baldistill_core.runs import records as runs
+from baldistill_core.evaluation.evaluate import SIZE_GROUPS_HELP
+from baldistill_core.selection.methods import label as method_label
 from baldistill_core.teacher import batch as teacher_batch
-from studio_ui import admin, auth, bridge, estimate_view, review_views, run_views, teacher_form
+from studio_ui import admin, auth, bridge, estimate_view, review_views, run_views, settings, teacher_form
 
 st.title("Training")
 dataset = bridge.require_dataset()
@@ -27,8 +29,28 @@ if launched:
     st.success(f"Launched run `{launched}`: its progress is shown below. The form is closed so that a second "
                "press does not start a duplicate; open it again to launch another run.")
 
-with st.expander("Launch another run" if launched else "Launch a new run", expanded=not choices and not wanted):
+presets = settings.bundled_configs(dataset)
+asked = st.query_params.get("config")
+if asked in presets and st.session_state.get("_config_applied") != asked:  # a link (the tour) names a config
+    settings.apply_config("train", asked, presets[asked])
+    st.session_state["_config_applied"] = asked
+fresh_config = asked in presets and not launched and not wanted
+
+with st.expander("Launch another run" if launched else "Launch a new run",
+                 expanded=(not choices and not wanted) or fresh_config):
+    if presets:
+        pick = st.selectbox("Start from a bundled config", ["(form defaults)", *presets], key="train_from",
+                            index=1 + list(presets).index(asked) if asked in presets else 0,
+                            help="Fills the form from a config in assets/configs; the fields the form has no "
+                                 "widget for (learning rate, epochs, …) come from that file too.")
+        if pick in presets and st.button(f"Load {pick}.yaml into the form", key="train_load"):
+            settings.apply_config("train", pick, presets[pick])
+            st.rerun()
     cfg, err = run_views.run_form(dataset, "train")
+    base = settings.base_config("train", dataset)
+    if base:
+        st.caption(f"Started from `assets/configs/{base[0]}.yaml`; the command line below holds every field that "
+                   "differs from the defaults.")
     api_key = teacher_form.api_key_field("train", cfg.teacher.model_dump() if cfg else {})
     ready = False
     if err:
@@ -96,6 +118,10 @@ st.session_state["_run_qp_seen"] = run_id
 admin.manage_panel(run_id)
 
 
+def _cell(v) -> str:
+    return "" if v is None else str(v)
+
+
 @st.fragment(run_every=2)
 def live_panel(run_id: str) -> None:
     try:
@@ -106,7 +132,7 @@ def live_panel(run_id: str) -> None:
     color, label = snap.badge()
     p = snap.progress
     head = st.columns([3, 1, 1])
-    head[0].markdown(f":{color}-badge[{label}] &nbsp; **{snap.config.method}** · B={snap.config.budget} · "
+    head[0].markdown(f":{color}-badge[{label}] &nbsp; **{method_label(snap.config.method)}** · B={snap.config.budget} · "
                      f"K={p['stages']} · student `{snap.config.student.model}` ({snap.config.student.preset})")
     if head[1].button("Cancel", disabled=not (snap.can_cancel and auth.can("operator")), key="cancel_run"):
         st.toast(f"Run {jobs.cancel(bridge.conn(), run_id)}")
@@ -141,7 +167,12 @@ def live_panel(run_id: str) -> None:
     m[0].metric("Budget used (examples)", f"{sp['selected']} / {sp['budget']}",
                 help="Examples the teacher really annotated (kept or dropped) plus approved synthetic ones; "
                      "picks still waiting for the teacher cost nothing yet.")
-    m[1].metric("Teacher calls (paid / cached)", f"{sp.get('paid_calls', 0)} / {sp.get('cached_calls', 0)}")
+    if snap.config.teacher.backend == "recorded":  # replayed from the bundled recordings: nothing is paid
+        m[1].metric("Teacher calls (recorded replays / cached)",
+                    f"{sp.get('paid_calls', 0)} / {sp.get('cached_calls', 0)}",
+                    help="The recorded teacher replays the bundled outputs: no call is paid for.")
+    else:
+        m[1].metric("Teacher calls (paid / cached)", f"{sp.get('paid_calls', 0)} / {sp.get('cached_calls', 0)}")
     cap = sp.get("cost_cap_usd")
     m[2].metric("Teacher cost (USD)", f"{sp.get('cost_usd', 0):.4f}" + (f" / {cap:.2f}" if cap else ""))
     m[3].metric("Live points", len({r["stage"] for r in snap.live}))
@@ -150,6 +181,7 @@ def live_panel(run_id: str) -> None:
     if snap.live:
         c1.plotly_chart(run_views.accuracy_figure(snap.live, snap.head, snap.tail, snap.metric), width="stretch",
                         key="live_curves")
+        c1.caption(SIZE_GROUPS_HELP)
     else:
         c1.info("No evaluation yet: the per-domain curves appear after the first live evaluation.")
     if snap.loss:
@@ -159,9 +191,10 @@ def live_panel(run_id: str) -> None:
     if snap.stages:
         st.dataframe([dict(stage=s["stage"], status=s["status"], picked=", ".join(f"{k} {n}" for k, n in
                                                                                    sorted(s["picked"].items())),
-                           kept=s["kept"], dropped=s["dropped"],
-                           seconds=round(s["finished_at"] - s["started_at"]) if s["finished_at"] and s["started_at"]
-                           else None) for s in snap.stages], hide_index=True, width="stretch")
+                           kept=_cell(s["kept"]), dropped=_cell(s["dropped"]),
+                           seconds=str(round(s["finished_at"] - s["started_at"]))
+                           if s["finished_at"] and s["started_at"] else "") for s in snap.stages],
+                     hide_index=True, width="stretch")  # text cells: a stage in progress shows blank, not "None"
     if snap.config.teacher.mode == "batch":
         batches = teacher_batch.batches_of_run(bridge.conn(), run_id)
         st.caption(f"Teacher batches ({len(batches)}): one per stage's calls, polled every "

@@ -124,8 +124,9 @@ def domain_stats(name: str, content_hash: str) -> stats.DomainStats:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def stage_plan(name: str, content_hash: str, policy_name: str, budget: int, stages: int) -> list[policy.StagePlan]:
-    return policy.plan(policy_name, domain_counts(name, content_hash), budget, stages)
+def stage_plan(name: str, content_hash: str, policy_name: str, budget: int, stages: int,
+               fill: str | None = None) -> list[policy.StagePlan]:
+    return policy.plan(policy_name, domain_counts(name, content_hash), budget, stages, fill=fill)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

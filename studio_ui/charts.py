@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -14,6 +15,28 @@ from baldistill_core.data.stats import DomainStats
 
 HEAD_COLOR = "#3b5bdb"
 TAIL_COLOR = "#f08c00"
+
+
+_MATH = re.compile(r"(\$\$.+?\$\$|\$[^$\n]+?\$|\\\[.+?\\\]|\\\(.+?\\\))", re.S)
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#+\-!|~])")
+
+
+def math_markdown(text: str) -> str:
+    """Markdown that renders a math example's LaTeX (``$…$``, ``$$…$$``, ``\\(…\\)``, ``\\[…\\]``) and shows
+    everything else literally (markdown characters escaped; an escaped dollar ``\\$`` stays a dollar).
+
+    >>> math_markdown(r"Find $x^2$ if *a* costs \\$5.")
+    'Find $x^2$ if \\\\*a\\\\* costs \\\\$5.'
+    """
+    text = text.replace("\\$", "\x00")
+    out = []
+    for i, part in enumerate(_MATH.split(text)):
+        if i % 2:  # a LaTeX span: kept for st.markdown's KaTeX
+            part = part.replace("\\(", "$").replace("\\)", "$").replace("\\[", "$$").replace("\\]", "$$")
+            out.append(part.replace("\x00", "\\$"))
+        else:
+            out.append(_MD_SPECIAL.sub(r"\\\1", part).replace("\x00", "\\$"))
+    return "".join(out).replace("\n", "  \n")
 
 
 def _tail_at_any_stage(plans: list[StagePlan] | None) -> set[str]:
@@ -34,7 +57,9 @@ def distribution_chart(s: DomainStats, plans: list[StagePlan] | None, log_scale:
     fig.update_layout(
         title=f"Domain distribution — {s.n_domains} domains, {s.total:,} examples"
         + (f" · {len(tail)} tail under this plan" if plans else ""),
-        yaxis_type="log" if log_scale else "linear", yaxis_title="training examples",
+        # a log axis with ticks at powers of ten only, written out (plotly's default 2 5 2 5 reads as single digits)
+        yaxis=dict(type="log", dtick=1, tickformat=",d") if log_scale else dict(type="linear"),
+        yaxis_title="training examples",
         margin=dict(l=10, r=10, t=50, b=10), height=420, xaxis_tickangle=-45 if len(domains) > 12 else 0,
     )
     return fig
@@ -48,7 +73,7 @@ def quota_chart(plans: list[StagePlan]) -> go.Figure:
         fig.add_bar(
             name=f"stage {p.stage}", x=order, y=[p.quota[d] for d in order],
             marker_pattern_shape=["/" if d in p.tail else "" for d in order],
-            customdata=[[p.real[d], p.fill[d], "tail" if d in p.tail else "head"] for d in order],
+            customdata=[[p.real[d], p.fill[d], p.role(d)] for d in order],
             hovertemplate="%{x} · stage " + str(p.stage)
             + "<br>quota %{y} = %{customdata[0]} real + %{customdata[1]} filled (%{customdata[2]})<extra></extra>",
         )
@@ -66,7 +91,8 @@ def domain_table(s: DomainStats, plans: list[StagePlan] | None) -> list[dict]:
             row["total quota"] = sum(p.quota[d] for p in plans)
             row["real picks"] = sum(p.real[d] for p in plans)
             row["filled"] = sum(p.fill[d] for p in plans)
-            row["tail from stage"] = next((p.stage for p in plans if d in p.tail), None)
+            first = next((p.stage for p in plans if p.role(d) == "tail"), None)
+            row["tail from stage"] = "never" if first is None else f"stage {first}"  # text: no "None" cell
         rows.append(row)
     return rows
 

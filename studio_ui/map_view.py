@@ -20,7 +20,8 @@ from studio_ui import bridge
 
 EMBEDDER_LABELS = {
     "minilm": "MiniLM sentence embeddings (best map; minutes on a CPU for thousands of texts)",
-    "tfidf": "TF-IDF + SVD (instant; word overlap only)",
+    "tfidf": "TF-IDF + SVD (no model to load; word overlap only; the first map of a server takes about a minute "
+             "while UMAP compiles, later ones seconds)",
 }
 # Long palette: R52 has 52 topics; colours repeat only after 60 groups.
 PALETTE = qualitative.Dark24 + qualitative.Light24 + qualitative.Set1 + qualitative.Pastel1[:3]
@@ -144,7 +145,8 @@ def selected_indices(event) -> list[int]:
 
 
 def selection_table(md: embed.MapData, idx: list[int], page: int = 0, page_size: int = 50) -> pd.DataFrame:
-    """One page of the selected rows; only that page's texts are read (by id)."""
+    """One page of the selected rows; only that page's texts are read (by id). The page opens a clicked
+    row in full below the table."""
     part = idx[page * page_size:(page + 1) * page_size]
     return pd.DataFrame({
         "id": [md.ids[i] for i in part],

@@ -46,6 +46,39 @@ def message(kind: str, text: str) -> None:
     st.session_state["review_msg"] = (kind, text)
 
 
+def restore_filters(options: dict[str, list]) -> None:
+    """Give each filter widget its value from the URL (``?f_status=rejected``) when the session has none."""
+    for key, opts in options.items():
+        raw = st.query_params.get(key)
+        if key in st.session_state or raw is None:
+            continue
+        match = [o for o in opts if str(o) == raw]
+        if match:
+            st.session_state[key] = match[0]
+
+
+def keep_filters(options: dict[str, list]) -> None:
+    """Mirror the filters into the URL (a filter at its first option leaves the URL clean)."""
+    for key, opts in options.items():
+        v = st.session_state.get(key)
+        if v is None or v == opts[0]:
+            if key in st.query_params:
+                del st.query_params[key]
+        elif st.query_params.get(key) != str(v):
+            st.query_params[key] = str(v)
+
+
+def loaded_text(rep: dict) -> str:
+    """What a load of recorded examples did, auto-rejected and skipped ones included (none hidden)."""
+    n_p, n_r, n_s = len(rep["pending"]), len(rep["auto_rejected"]), len(rep["skipped"])
+    text = f"Loaded {n_p + n_r} recorded synthetic examples: {n_p} pending review"
+    if n_r:
+        text += f", {n_r} auto-rejected (the recorded answer disagrees with the gold one; filter by status 'rejected')"
+    if n_s:
+        text += f"; {n_s} skipped as duplicates or incomplete"
+    return text + "."
+
+
 def show_message() -> None:
     kind, text = st.session_state.pop("review_msg", (None, None))
     if kind == "error":
@@ -66,6 +99,9 @@ def _do(action: str, sid: str, version: int, **kw) -> None:
             review.approve(conn, sid, who, expected_version=version)
         elif action == "reject":
             reason = st.session_state.get(f"reason_{sid}") or ""
+            if not reason:  # no default reason: a quick X must not record one nobody chose
+                message("error", "Pick a reason in the box next to Reject first (or type your own), then reject.")
+                return
             review.reject(conn, sid, who, reason, expected_version=version)
         elif action == "edit":
             review.edit(conn, sid, who, input=st.session_state.get(f"ed_in_{sid}_{version}"),
@@ -108,7 +144,8 @@ def _embedding_index(dataset: str, content_hash: str, domain: str) -> nearest.Em
     return nearest.EmbeddingIndex.from_bundle(bridge.conn(), bridge.workspace(), dataset, domain)
 
 
-@st.cache_data(show_spinner="Embedding with MiniLM…", max_entries=2048)
+@st.cache_data(show_spinner="Embedding with MiniLM (the first time this server loads the embedder: about 30 s)…",
+               max_entries=2048)
 def _vector(text: str):
     return nearest.encode([text])[0]
 
@@ -194,8 +231,10 @@ def _actions(item: dict, sid: str, ver: int, focused: bool) -> None:
     c[0].button("Approve", key=f"ap_{sid}", type="primary", on_click=_do, args=("approve", sid, ver),
                 disabled=item["status"] == "approved", shortcut="A" if focused else None,
                 help="Keyboard: A (first item on the page)" if focused else None)
-    c[1].selectbox("Reason", REJECT_REASONS, key=f"reason_{sid}", accept_new_options=True,
-                   label_visibility="collapsed", help="Pick a reason or type your own.")
+    c[1].selectbox("Reason", REJECT_REASONS, key=f"reason_{sid}", accept_new_options=True, index=None,
+                   placeholder="Reason to reject (pick or type)…", label_visibility="collapsed",
+                   help="Pick a reason or type your own. There is no default: a reject always records a reason "
+                        "somebody chose.")
     c[2].button("Reject", key=f"rj_{sid}", on_click=_do, args=("reject", sid, ver),
                 disabled=item["status"] == "rejected", shortcut="X" if focused else None,
                 help="Keyboard: X (first item on the page)" if focused else None)

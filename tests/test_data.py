@@ -78,6 +78,15 @@ def test_malformed_json_line_names_the_line(tmp_path):
         read_table(p)
 
 
+def test_json_error_says_the_position_once(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"id": "e0", "input": "unterminated', encoding="utf-8")
+    with pytest.raises(DataError) as e:
+        read_table(p)
+    assert "at at" not in str(e.value)
+    assert "not valid JSON at column 23 (unterminated string starting here)" in str(e.value)
+
+
 def test_missing_field_lists_columns_and_the_flag(tmp_path):
     p = _write_jsonl(tmp_path / "t.jsonl", _rows())
     with pytest.raises(DataError) as e:

@@ -176,3 +176,16 @@ def test_minilm_offline_384d_and_matches_raw_encode(monkeypatch):
     # Our length sorting, chunking and word clipping change nothing vs. the library call.
     raw = e.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
     np.testing.assert_allclose(out, raw, atol=2e-5)
+
+
+def test_cluster_names_skip_format_words_shared_by_most_clusters():
+    from baldistill_core.map import clusters
+    import numpy as np
+
+    topics = ["oil crude barrels", "wheat grain tonnes", "gold bullion ounces", "coffee beans arabica"]
+    texts = [f"Question: which choice fits? Choices: A B C D. {t} {t}" for t in topics for _ in range(3)]
+    labels = np.repeat(np.arange(4), 3)
+    names = clusters.cluster_keywords(texts, labels, k=2)
+    words = {w for n in names.values() for w in n.split(" · ")}
+    assert not words & {"question", "choice", "choices", "fits"}, names
+    assert names[0] in ("barrels · crude", "crude · oil", "barrels · oil", "crude · barrels")

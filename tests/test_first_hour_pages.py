@@ -67,7 +67,7 @@ def test_second_launch_shows_the_new_run(page_env):
     _ok(at)
     assert at.selectbox(key="run_pick").value == first
     at.text_input(key="train_smodel").set_value("tiny-llama-test")
-    at.selectbox(key="train_preset").set_value("test-tiny")
+    at.selectbox(key="train_preset").set_value("test-tiny").run()  # the estimate gate sees the tiny student
     new: list[str] = []
     try:
         at.button(key="launch").click().run()

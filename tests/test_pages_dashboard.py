@@ -216,6 +216,7 @@ def test_review_two_tabs_see_each_other_and_stale_decisions_are_refused(page_env
     tab1.button(key=f"ap_{sid}").click().run()
     _ok(tab1)
     # bob's tab still shows the old version of the example: his reject must not overwrite alice's approval
+    tab2.selectbox(key=f"reason_{sid}").set_value("wrong answer")  # sent with the click, no rerun in between
     tab2.button(key=f"rj_{sid}").click().run()
     assert any("changed by alice" in e.value for e in tab2.error)
     assert review.get(conn, sid)["status"] == "approved"
@@ -322,7 +323,8 @@ def test_compare_two_runs_table_charts_csv(page_env):
     _ok(at)
     table = at.dataframe[0].value
     assert set(table["run_id"]) == {a, b}
-    assert table.set_index("name").loc["random", "tail"] == pytest.approx(0.1)
+    assert table.set_index("name").loc["random", "small domains"] == pytest.approx(0.1)  # the size group, renamed
+    assert set(table["method"]) == {"BalDistill-A", "Random FT CoT"}  # labels, as on every page
     assert len(at.get("plotly_chart")) == 3
     from baldistill_core.reports import compare
 

@@ -44,7 +44,8 @@ def test_data_page_switches_dataset_and_policy(page_env):
     _no_errors(at)
     assert {m.label: m.value for m in at.metric}["Domains"] == "52"
     assert at.query_params["dataset"] == ["r52"] or at.query_params["dataset"] == "r52"
-    at.sidebar.selectbox[1].select("naive").run()
+    at.sidebar.selectbox(key="data_method").select("baldistill_n").run()
+    at.sidebar.number_input(key="data_budget").set_value(520).run()  # 2 per domain and stage at K=5
     _no_errors(at)
     table = at.dataframe[0].value
     # naive: every domain gets the same total quota up to rounding
@@ -53,7 +54,7 @@ def test_data_page_switches_dataset_and_policy(page_env):
 
 def test_data_page_budget_error_is_shown_not_raised(page_env):
     at = _run("pages/data.py", dataset="math_lt")
-    at.sidebar.selectbox[1].select("random").run()
+    at.sidebar.selectbox[1].select("random_ft_cot").run()
     at.sidebar.number_input[0].set_value(100000).run()
     assert not at.exception
     assert any("lower the budget" in e.value for e in at.error)

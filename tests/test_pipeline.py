@@ -205,4 +205,4 @@ def test_evaluations_keep_every_item_and_compare_with_itself_is_zero(finished_ru
     assert len(eval_items.read(conn, run_id, -1, "live")) == 6     # the base student's live point, 2 per domain
     assert main(["runs", "compare", run_id, run_id, "-w", str(ws.root)]) == 0
     out = capsys.readouterr().out
-    assert "on 9 shared items" in out and "within noise on tail macro: +0.0 points [+0.0, +0.0]" in out
+    assert "on 9 shared items" in out and "within noise on small-domain macro: +0.0 points [+0.0, +0.0]" in out

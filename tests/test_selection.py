@@ -115,3 +115,21 @@ def test_preview_stage_zero_and_simulated_later_stage(empty_ws, tmp_path):
     assert "tail gaps" in text and "num" in text
     with pytest.raises(ValueError, match="outside"):
         preview.preview_stage(conn, cfg, 3)
+
+
+def test_messages_name_methods_by_their_label():
+    with pytest.raises(ValueError) as e:
+        policy.allocate_stage("random", {"a": 5, "b": 5}, {"a": 1, "b": 1}, 10, 2, 1, fill="redistribute")
+    msg = str(e.value)
+    assert "BalDistill-N = method baldistill_n" in msg and "BalDistill-A = method baldistill_a" in msg
+    assert "naive" not in msg and "adaptive" not in msg
+    with pytest.raises(ValueError, match=r"Random FT CoT \(method random_ft_cot\) cannot synthesize"):
+        selection.check_budget(tiny_config(method="random_ft_cot", budget=50), 21)
+
+
+def test_a_domain_with_quota_zero_is_neither_head_nor_tail():
+    sizes = {f"d{i}": 10 for i in range(10)}
+    p = policy.allocate_stage("naive", sizes, sizes, 4, 1, 0)
+    roles = {d: r["role"] for d, r in p.as_dict().items()}
+    assert sorted(roles.values()).count("head") == 4 and sorted(roles.values()).count("none") == 6
+    assert all(roles[d] == "none" for d, q in p.quota.items() if q == 0)

@@ -96,7 +96,7 @@ def test_paired_difference_by_hand_and_one_item_flags():
     rows = {r["domain"]: r for r in p.per_domain}
     assert rows["tiny"]["one_item"] and not rows["big"]["one_item"]
     assert rows["tiny"]["diff"] == pytest.approx(0.5) and rows["tiny"]["n"] == 2
-    assert uncertainty.verdict("A", "B", "head", p.diffs["head"]).startswith("A is ahead of B on head macro by +100.0")
+    assert uncertainty.verdict("A", "B", "head", p.diffs["head"]).startswith("A is ahead of B on large-domain macro by +100.0")
 
 
 def test_paired_interval_is_narrower_than_unpaired_when_runs_agree_on_hard_items():

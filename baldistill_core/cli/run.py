@@ -170,10 +170,13 @@ def _list(args) -> int:
 
 
 def _show(args) -> int:
+    from baldistill_core.evaluation import evaluate
     from baldistill_core.runs import records as runs
+    from baldistill_core.selection.methods import label as method_label
 
     _, conn = open_workspace(args.workspace)
     run = runs.get_run(conn, args.run_id)
+    backend = (run["config"].get("teacher") or {}).get("backend", "recorded")
     info = dict(run=run, progress=runs.progress(conn, args.run_id), stages=runs.stage_rows(conn, args.run_id),
                 spend=runs.spend(conn, args.run_id), tracker=runs.tracker(conn, args.run_id))
     if args.json:
@@ -184,7 +187,7 @@ def _show(args) -> int:
         print(json.dumps(info, default=str))
         return 0
     pr = info["progress"]
-    print(f"{run['id']}  {run['method']} on {run['dataset']}  state {run['state']}"
+    print(f"{run['id']}  {method_label(run['method'])} on {run['dataset']}  state {run['state']}"
           + (f"  error: {run['error']}" if run["error"] else ""))
     eta = f", ETA {pr['eta_s']:.0f}s" if pr["eta_s"] is not None else ""
     print(f"stages done {pr['stages_done']}/{pr['stages']}, now: {pr['step'] or '-'}{eta}")
@@ -194,7 +197,8 @@ def _show(args) -> int:
               + (f", open with: {tr['url']}" if tr["url"] else "") + (f" — {tr['message']}" if tr["message"] else ""))
     sp = info["spend"]
     print(f"budget {sp['budget']} examples; selected {sp['selected']}; teacher calls {sp['calls']} "
-          f"({sp['paid_calls']} paid, {sp['cached_calls']} cached), ${sp['cost_usd']:.4f}")
+          f"({sp['paid_calls']} {'recorded replays' if backend == 'recorded' else 'paid'}, "
+          f"{sp['cached_calls']} cached), ${sp['cost_usd']:.4f}")
     for s in info["stages"]:
         tr = s["train"] or {}
         print(f"  stage {s['stage']}: {s['status']:<10} picked {s['picked']} kept {s['kept']} dropped {s['dropped']}"
@@ -202,7 +206,8 @@ def _show(args) -> int:
     by = {}
     for m in runs.metrics(conn, args.run_id):
         if m["split"] in ("live", "test") and m["domain"] in ("_macro", "_micro", "_head", "_tail"):
-            by.setdefault((m["split"], m["stage"]), {})[f"{m['domain'][1:]}_{m['metric']}"] = m["value"]
+            group = evaluate.group_name(m["domain"]).replace(" domains", "")  # large / small: the size groups
+            by.setdefault((m["split"], m["stage"]), {})[f"{group}_{m['metric']}"] = m["value"]
     for (split, stage), vals in sorted(by.items()):
         print(f"  {split} stage {stage}: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(vals.items())
                                                      if not k.endswith("_n")))

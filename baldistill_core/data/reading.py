@@ -97,6 +97,20 @@ def first_row(path: str | Path, *, data: bytes | None = None) -> dict:
     raise _empty(str(path))  # pragma: no cover (every reader raises on an empty file)
 
 
+def _json_problem(e: json.JSONDecodeError) -> str:
+    """'not valid JSON at column 7 (unterminated string starting here)': json's messages that end in
+    'at' name the position themselves, so the column is said once.
+
+    >>> try:
+    ...     json.loads('{"a": "x')
+    ... except json.JSONDecodeError as e:
+    ...     _json_problem(e)
+    'not valid JSON at column 7 (unterminated string starting here)'
+    """
+    msg = e.msg[:-3] + " here" if e.msg.endswith(" at") else e.msg
+    return f"not valid JSON at column {e.colno} ({msg[:1].lower() + msg[1:]})"
+
+
 def _iter_jsonl(f: IO[bytes], name: str) -> Iterator[dict]:
     head = f.read(4096)
     f.seek(0)
@@ -116,7 +130,7 @@ def _iter_jsonl(f: IO[bytes], name: str) -> Iterator[dict]:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(
-                f"{name}: line {lineno}: not valid JSON ({e.msg} at column {e.colno}); fix or remove that line"
+                f"{name}: line {lineno}: {_json_problem(e)}; fix or remove that line"
             ) from None
         if not isinstance(obj, dict):
             raise DataError(f"{name}: line {lineno}: expected a JSON object per line, got {type(obj).__name__}")
@@ -135,7 +149,7 @@ def _read_json_array(raw: bytes, name: str) -> list[dict]:
     try:
         arr = json.loads(text)
     except json.JSONDecodeError as e:
-        raise DataError(f"{name}: line {e.lineno}: not valid JSON ({e.msg}); fix the file") from None
+        raise DataError(f"{name}: line {e.lineno}: {_json_problem(e)}; fix the file") from None
     bad = [i for i, r in enumerate(arr) if not isinstance(r, dict)]
     if bad:
         raise DataError(f"{name}: item {bad[0]} is not an object; each item must be a JSON object")

@@ -49,8 +49,27 @@ def eval_subset(conn, dataset: str, per_domain: int | None, *, seed: int = 0, sp
     return out
 
 
+# The evaluation's two size groups. They are stored under the metric keys ``_head`` / ``_tail`` (kept for
+# the databases already written) but are shown as "large domains" / "small domains": the method's head and
+# tail are a different thing, decided per stage by whether a domain's remaining pool covers its quota.
+GROUP_NAMES = {"_macro": "macro", "_micro": "micro", "_head": "large domains", "_tail": "small domains"}
+SIZE_GROUPS_HELP = ("Large domains = the half of the domains with the most training examples (above the median "
+                    "domain size); small domains = the rest. These fixed groups are not the method's head and "
+                    "tail, which are decided per stage by whether a domain's remaining pool covers its quota.")
+
+
+def group_name(key: str) -> str:
+    """The display name of a stored group key (``_tail`` -> 'small domains'); a domain name stays as it is.
+
+    >>> group_name("_tail"), group_name("Algebra")
+    ('small domains', 'Algebra')
+    """
+    return GROUP_NAMES.get(key, key)
+
+
 def head_tail_groups(sizes: dict[str, int]) -> tuple[list[str], list[str]]:
-    """Head = domains whose training-pool size is above the median domain size; tail = the rest.
+    """(large, small) size groups: large = domains whose training-pool size is above the median domain
+    size; small = the rest (stored as ``_head`` / ``_tail``, shown by ``group_name``).
 
     >>> head_tail_groups({"a": 10, "b": 5, "c": 1})
     (['a'], ['b', 'c'])

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 STATS = ("macro", "micro", "head", "tail")
-LABELS = {"macro": "macro", "micro": "micro", "head": "head macro", "tail": "tail macro"}
+LABELS = {"macro": "macro", "micro": "micro", "head": "large-domain macro", "tail": "small-domain macro"}
+# "large/small domains": the evaluation groups (halves by training size), not the per-stage head/tail of the loop.
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ def verdict(name_a: str, name_b: str, stat: str, diff: Interval) -> str:
     """A plain sentence about ``A − B`` on ``stat``.
 
     >>> verdict("BalDistill-A", "Random FT CoT", "tail", Interval(0.061, 0.012, 0.110))
-    'BalDistill-A is ahead of Random FT CoT on tail macro by +6.1 points [+1.2, +11.0]'
+    'BalDistill-A is ahead of Random FT CoT on small-domain macro by +6.1 points [+1.2, +11.0]'
     >>> verdict("A", "B", "macro", Interval(0.01, -0.02, 0.04))
     'A and B are within noise on macro: +1.0 points [-2.0, +4.0]'
     """

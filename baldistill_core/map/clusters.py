@@ -124,9 +124,15 @@ def cluster_keywords(texts: list[str], labels: np.ndarray, k: int = 3) -> dict[i
     """Name each cluster by its ``k`` most distinctive words (class-based TF-IDF), e.g.
     ``"oil · crude · barrels"``; names are made unique. Noise (-1) is not named.
 
+    Words that occur in most clusters (more than half of them, with 3 clusters or more) are the
+    dataset's format ("question", "choice", "answer") rather than a topic: they never name a cluster.
+
     >>> cluster_keywords(["oil price crude", "crude oil barrels", "wheat grain crop", "grain wheat tonnes"],
     ...                  np.array([0, 0, 1, 1]), k=2)
     {0: 'crude · oil', 1: 'grain · wheat'}
+    >>> cluster_keywords(["question choice oil crude", "question choice wheat grain", "question choice gold ore"],
+    ...                  np.array([0, 1, 2]), k=2)
+    {0: 'crude · oil', 1: 'grain · wheat', 2: 'gold · ore'}
     """
     from sklearn.feature_extraction.text import CountVectorizer
 
@@ -145,6 +151,8 @@ def cluster_keywords(texts: list[str], labels: np.ndarray, k: int = 3) -> dict[i
     avg_words = counts.sum() / len(ids)
     idf = np.log1p(avg_words / np.maximum(counts.sum(axis=0), 1.0))
     score = tf * idf
+    if len(ids) >= 3:  # format words: present in more than half of the clusters
+        score[:, (counts > 0).sum(axis=0) > len(ids) / 2] = 0.0
     names: dict[int, str] = {}
     used: set[str] = set()
     for row, c in enumerate(ids):

@@ -1,15 +1,12 @@
 """Sentence embeddings for the Map: embedders by name, a disk cache, and the one call a page makes.
 
-``map_data(conn, ws, dataset)`` returns every training example with its 2-D UMAP position and
-HDBSCAN cluster. Embeddings, coordinates and clusters are cached on disk keyed by the dataset's
-content hash + embedder, so they are computed once; the bundled demos ship a precomputed bundle
-under ``assets/datasets/<name>/embeddings/<embedder>/`` (written by ``baldistill embed --bundle``)
-so their map opens at once. The layout and clustering live in :mod:`baldistill_core.map.clusters`.
+``map_data(conn, ws, dataset)`` returns every training example with its 2-D UMAP position and HDBSCAN
+cluster, cached on disk by the dataset's content hash + embedder (computed once); the bundled demos ship
+a bundle under ``assets/datasets/<name>/embeddings/<embedder>/`` (``baldistill embed --bundle``), so
+their map opens at once. The layout and clustering live in :mod:`baldistill_core.map.clusters`.
 """
 
 from __future__ import annotations
-
-from baldistill_core.errors import ConfigError, DataError
 
 import json
 import os
@@ -21,6 +18,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from baldistill_core.errors import ConfigError, DataError
 from baldistill_core.map import clusters as clusters_mod
 from baldistill_core import store
 from baldistill_core.data import loading as data
@@ -72,6 +70,11 @@ def minilm_model_path() -> Path:
 
 
 _MODELS: dict[str, object] = {}
+
+
+def embedder_loaded(name: str = "minilm") -> bool:
+    """Whether this process has the embedder in memory already (the pages warn before a slow first load)."""
+    return name in _MODELS
 
 
 def load_minilm():

@@ -1,4 +1,4 @@
-"""Comparison of runs: the scores a stakeholder compares (macro / micro / head / tail), per-domain
+"""Comparison of runs: the scores a stakeholder compares (macro / micro / large / small domains), per-domain
 scores, and the budget each run spent — as plain rows, ready for a table, a chart or a CSV file.
 
 A run is scored by its final test evaluation when it has one, else by the latest live evaluation
@@ -15,11 +15,14 @@ import sqlite3
 from baldistill_core import store
 from baldistill_core.evaluation import evaluate
 from baldistill_core.runs import records as runs
+from baldistill_core.selection.methods import label as method_label
 
 GROUPS = ("_macro", "_micro", "_head", "_tail")
 # The scores first: a table cut at the right edge still shows what a comparison is for.
-COLUMNS = ("name", "method", "macro", "micro", "head", "tail", "budget", "selected", "cost_usd", "status",
-           "split", "stage", "metric", "dataset", "run_id")
+# "large domains" / "small domains" are the evaluation's size groups (stored as _head / _tail, see
+# evaluate.GROUP_NAMES), not the method's per-stage head and tail.
+COLUMNS = ("name", "method", "macro", "micro", "large domains", "small domains", "budget", "selected", "cost_usd",
+           "status", "split", "stage", "metric", "dataset", "run_id")
 
 
 def _task_type(conn: sqlite3.Connection, dataset: str) -> str:
@@ -29,7 +32,7 @@ def _task_type(conn: sqlite3.Connection, dataset: str) -> str:
 
 def run_scores(conn: sqlite3.Connection, run_id: str) -> dict:
     """One run's headline scores: ``{run_id, name, method, dataset, status, split, stage, metric,
-    macro, micro, head, tail, per_domain: {domain: value}, budget, selected, cost_usd}``.
+    macro, micro, large domains, small domains, per_domain: {domain: value}, budget, selected, cost_usd}``.
 
     Scores are ``None`` when the run has not been evaluated yet.
     """
@@ -46,7 +49,7 @@ def run_scores(conn: sqlite3.Connection, run_id: str) -> dict:
         run_id=run_id, name=run["name"], method=run["method"], dataset=run["dataset"], status=run["state"],
         split=split, stage=stage, metric=metric,
         macro=at_stage.get("_macro"), micro=at_stage.get("_micro"),
-        head=at_stage.get("_head"), tail=at_stage.get("_tail"),
+        **{evaluate.group_name("_head"): at_stage.get("_head"), evaluate.group_name("_tail"): at_stage.get("_tail")},
         per_domain={d: v for d, v in sorted(at_stage.items()) if not d.startswith("_")},
         budget=spent["budget"], selected=spent["selected"], cost_usd=round(float(spent.get("cost_usd") or 0.0), 6),
     )
@@ -58,8 +61,8 @@ def compare(conn: sqlite3.Connection, run_ids: list[str]) -> list[dict]:
 
 
 def table(scores: list[dict]) -> list[dict]:
-    """Flat rows (no per-domain dict) for a table and the CSV file."""
-    return [{c: s[c] for c in COLUMNS} for s in scores]
+    """Flat rows (no per-domain dict) for a table and the CSV file; the method as its label."""
+    return [{c: (method_label(s[c]) if c == "method" else s[c]) for c in COLUMNS} for s in scores]
 
 
 def per_domain(scores: list[dict]) -> list[dict]:
@@ -72,12 +75,15 @@ def to_csv(scores: list[dict]) -> str:
     """The comparison as CSV: one row per run with the headline scores, then one column per domain.
 
     >>> s = [dict(run_id="r1", name="a", method="m", dataset="d", status="finished", split="test",
-    ...           stage=1, metric="f1", macro=0.5, micro=0.6, head=0.7, tail=0.4, budget=10,
-    ...           selected=10, cost_usd=0.0, per_domain={"x": 0.5})]
+    ...           stage=1, metric="f1", macro=0.5, micro=0.6, budget=10,
+    ...           selected=10, cost_usd=0.0, per_domain={"x": 0.5},
+    ...           **{"large domains": 0.7, "small domains": 0.4})]
     >>> to_csv(s).splitlines()[0].split(",")[-1]
     'domain:x'
     >>> to_csv(s).splitlines()[1].split(",")[:3]
     ['a', 'm', '0.5']
+    >>> to_csv(s).splitlines()[0].split(",")[4:6]
+    ['large domains', 'small domains']
     """
     domains = sorted({d for s in scores for d in s["per_domain"]})
     buf = io.StringIO()

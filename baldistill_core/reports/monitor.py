@@ -14,6 +14,7 @@ from baldistill_core import store
 from baldistill_core.evaluation import evaluate
 from baldistill_core.runs import records as runs
 from baldistill_core.config import RunConfig
+from baldistill_core.selection.methods import label as method_label
 
 BADGES = {
     "created": ("gray", "created"),
@@ -39,6 +40,8 @@ class RunSnapshot:
     spend: dict
     logs: list[dict]
     metric: str                      # the dataset's primary metric
+    # The evaluation's size groups (large / small domains, evaluate.head_tail_groups), not the method's
+    # per-stage head and tail.
     head: list[str] = field(default_factory=list)
     tail: list[str] = field(default_factory=list)
     tracker: dict | None = None      # the experiment-tracker record (runs.records.tracker), if any
@@ -79,7 +82,8 @@ def snapshot(conn: sqlite3.Connection, run_id: str, *, log_lines: int = 40) -> R
 
 def run_choices(conn: sqlite3.Connection, dataset: str | None = None) -> list[dict]:
     """``{id, label}`` for a run picker, newest first."""
-    return [dict(id=r["id"], label=f"{r['name']} · {r['method']} · B={r['config']['budget']} · {r['id']}")
+    return [dict(id=r["id"],
+                 label=f"{r['name']} · {method_label(r['method'])} · B={r['config']['budget']} · {r['id']}")
             for r in runs.list_runs(conn, dataset)]
 
 
@@ -94,5 +98,5 @@ def student_checkpoints(conn: sqlite3.Connection, dataset: str) -> list[dict]:
         for s in reversed(runs.stage_rows(conn, r["id"])):
             if s["status"] == "done" and s["adapter_dir"]:
                 out.append(dict(run_id=r["id"], stage=s["stage"], model=model,
-                                label=f"{r['name']} · {r['method']} · stage {s['stage']} student ({model}) · {r['id']}"))
+                                label=f"{r['name']} · {method_label(r['method'])} · stage {s['stage']} student ({model}) · {r['id']}"))
     return out

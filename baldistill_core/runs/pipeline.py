@@ -203,7 +203,7 @@ class Pipeline:
         for p in sel.picks:
             kinds[p.kind] = kinds.get(p.kind, 0) + 1
         self.log(f"stage {i}: selected {len(sel.picks)} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))});"
-                 f" head {len(alloc.head)} domains, tail {len(alloc.tail)}"
+                 f" head {sum(1 for d in alloc.head if alloc.quota[d] > 0)} domains, tail {len(alloc.tail)}"
                  + (f"; IFD scored {sum(sel.scored.values())} candidates" if sel.scored else ""))
 
     def _scorer(self, prev_stage: int):

@@ -40,9 +40,14 @@ class StagePreview:
         if self.allocation is None:
             return []
         gaps = {g["domain"]: g for g in self.tail_gaps}
+        # approved / pending concern tail gaps only: a blank (not None) for the other domains.
         return [dict(domain=d, role=v["role"], quota=v["quota"], pool=v["pool"], real=v["real"], fill=v["fill"],
-                     approved=gaps.get(d, {}).get("approved"), pending=gaps.get(d, {}).get("pending"))
+                     approved=_blank(gaps.get(d, {}).get("approved")), pending=_blank(gaps.get(d, {}).get("pending")))
                 for d, v in self.allocation.as_dict().items()]
+
+
+def _blank(v) -> str:
+    return "" if v is None else str(v)
 
 
 def _snippet(text: str, n: int = 90) -> str:

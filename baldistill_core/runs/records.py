@@ -315,6 +315,22 @@ def spend(conn: sqlite3.Connection, run_id: str) -> dict:
                 ledger=summary)
 
 
+def _eta(cfg: RunConfig, run: dict, st: list[dict], done: list[dict], durations: list[float], k: int) -> float:
+    """Seconds left: the remaining stages at the pace of the slowest finished one (stage 0 scores no IFD, so
+    later stages run longer than the mean said), plus the final test evaluation, estimated from the base
+    student's live evaluation before stage 0 (scaled by final / live examples per domain)."""
+    per = max(durations)
+    current = next((s for s in st if s["status"] != "done"), None)
+    elapsed = time.time() - current["started_at"] if current and current["started_at"] else 0.0
+    left = max(0.0, per * (k - len(done)) - elapsed)
+    first = min((s["started_at"] for s in st if s["started_at"]), default=None)
+    base_eval = first - run["created_at"] if first and run.get("created_at") else 0.0
+    if 0 < base_eval < 3 * 3600:
+        ratio = (cfg.eval.final_per_domain or 4 * cfg.eval.live_per_domain) / cfg.eval.live_per_domain
+        left += base_eval * ratio
+    return left
+
+
 def progress(conn: sqlite3.Connection, run_id: str) -> dict:
     """Stage i of K, the current step, and an ETA from the finished stages' durations."""
     run = get_run(conn, run_id)
@@ -325,10 +341,7 @@ def progress(conn: sqlite3.Connection, run_id: str) -> dict:
     durations = [s["finished_at"] - s["started_at"] for s in done]
     eta = None
     if durations and run["status"] in ACTIVE + ("created",):
-        per = sum(durations) / len(durations)
-        current = next((s for s in st if s["status"] != "done"), None)
-        elapsed = time.time() - current["started_at"] if current and current["started_at"] else 0.0
-        eta = max(0.0, per * (k - len(done)) - elapsed)
+        eta = _eta(cfg, run, st, done, durations, k)
     return dict(stage=run["current_stage"], stages=k, stages_done=len(done), step=run["current_step"],
                 status=run["status"], state=run["state"], eta_s=eta,
                 fraction=len(done) / k if k else 1.0, heartbeat_at=run["heartbeat_at"])

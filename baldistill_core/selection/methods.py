@@ -93,3 +93,11 @@ def method_of(cfg) -> Method:
 def effective_stages(cfg) -> int:
     """K for a run config's method (see :meth:`Method.stages`)."""
     return get(cfg.method).stages(cfg.stages)
+
+
+def _synthesizing_methods() -> str:
+    """The methods that fill tail gaps by synthesis, by label with their config name, for messages."""
+    return ", ".join(f"{m.label} = method {m.name}" for m in METHODS.values() if m.synth)
+
+
+policy_mod.synthesizing_methods = _synthesizing_methods

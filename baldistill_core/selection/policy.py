@@ -94,9 +94,9 @@ def _adaptive(sizes, stage_budget, i, k):
 
 register(Policy("random", "Random (natural distribution)", _natural, "redistribute",
                 "No balancing: each stage samples from the pool in proportion to domain sizes."))
-register(Policy("naive", "BalDistill-N (equal per domain)", _equal, "synthesize",
+register(Policy("naive", "Equal per domain", _equal, "synthesize",
                 "Every domain gets B/(K·l) per stage; tail gaps are filled by teacher synthesis."))
-register(Policy("adaptive", "BalDistill-A (natural → balanced)", _adaptive, "synthesize",
+register(Policy("adaptive", "Natural → balanced", _adaptive, "synthesize",
                 "Stage 0 follows the natural distribution and moves linearly toward equal counts."))
 register(Policy("duplicate", "Duplicate (balance by repetition)", _equal, "duplicate",
                 "Equal per domain like naive, but tail gaps are filled by repeating real tail inputs."))
@@ -126,10 +126,21 @@ class StagePlan:
     head: list[str] = field(default_factory=list)
     tail: list[str] = field(default_factory=list)
 
+    def role(self, domain: str) -> str:
+        """head | tail | none: a domain with quota 0 at this stage is neither (nothing is picked from it).
+
+        >>> p = StagePlan(0, 1, {"a": 1, "b": 0}, {"a": 5, "b": 5}, {"a": 1, "b": 0}, {"a": 0, "b": 0}, ["a", "b"])
+        >>> p.role("a"), p.role("b")
+        ('head', 'none')
+        """
+        if self.quota.get(domain, 0) == 0:
+            return "none"
+        return "tail" if domain in self.tail else "head"
+
     def as_dict(self) -> dict[str, dict]:
         """{domain: {quota, pool, real, fill, role}} — the form stored with a run's stage."""
         return {d: dict(quota=self.quota[d], pool=self.pool_before[d], real=self.real[d], fill=self.fill[d],
-                        role="head" if d in self.head else "tail") for d in self.quota}
+                        role=self.role(d)) for d in self.quota}
 
     def as_rows(self) -> list[dict]:
         return [dict(stage=self.stage, domain=d, **row) for d, row in self.as_dict().items()]
@@ -158,8 +169,8 @@ def allocate_stage(policy: str, sizes: dict[str, int], pool: dict[str, int], bud
             limit = f" to at most {pool_total}" if pool_total is not None else ""
             raise ConfigError(
                 f"stage {stage}: the pool has {sum(pool.values())} examples left but the stage needs "
-                f"{sum(q.values())}, and policy {policy!r} cannot synthesize; lower the budget{limit} or use a "
-                f"synthesizing policy (naive, adaptive; methods baldistill_n, baldistill_a)"
+                f"{sum(q.values())}, and the {POLICIES[policy].label.lower()} policy cannot synthesize; lower the "
+                f"budget{limit} or use a method that synthesizes tail examples ({synthesizing_methods()})"
             )
         while missing:
             extra = largest_remainder(spare, missing, tie_offset=stage)
@@ -172,6 +183,11 @@ def allocate_stage(policy: str, sizes: dict[str, int], pool: dict[str, int], bud
         q = dict(real)  # the effective quota once the gap moved
         gap = {d: 0 for d in q}
     return StagePlan(stage, sum(q.values()), q, pool, real, gap, head, tail)
+
+
+# Filled in by ``selection.methods`` (which builds on this module): the synthesizing methods by label,
+# for the pool-too-small message. A hook, so that this module never imports the method registry.
+synthesizing_methods: Callable[[], str] = lambda: "baldistill_n, baldistill_a"
 
 
 def plan(policy: str, sizes: dict[str, int], budget: int, stages: int, *, fill: str | None = None) -> list[StagePlan]:

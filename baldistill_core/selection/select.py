@@ -27,7 +27,7 @@ from baldistill_core.selection.policy import StagePlan
 from baldistill_core import store
 from baldistill_core.config import RunConfig
 from baldistill_core.errors import ConfigError
-from baldistill_core.selection.methods import method_of
+from baldistill_core.selection.methods import _synthesizing_methods, method_of
 
 Scorer = Callable[[list[dict]], dict[str, float | None]]  # [{key, prompt}] -> {key: ifd score}
 Inputs = Callable[[list[str]], dict[str, str]]             # example ids -> {id: input text}
@@ -66,8 +66,8 @@ def check_budget(cfg: RunConfig, pool_size: int) -> None:
     if m.train and m.fill == "redistribute" and cfg.budget > pool_size:
         raise ConfigError(
             f"budget B={cfg.budget} is larger than the pool of {pool_size} real training examples the teacher "
-            f"can annotate, and method {cfg.method!r} cannot synthesize tail data; lower the budget to at most "
-            f"{pool_size} or use a synthesizing method (baldistill_n, baldistill_a)"
+            f"can annotate, and {m.label} (method {m.name}) cannot synthesize tail data; lower the budget to at "
+            f"most {pool_size} or use a method that synthesizes tail examples ({_synthesizing_methods()})"
         )
 
 

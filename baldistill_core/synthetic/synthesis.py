@@ -189,6 +189,13 @@ def import_recorded_synthetic(conn: sqlite3.Connection, spec: DatasetSpec, *, pe
     """Fill the review queue from the bundled recorded synthetic examples (run_id NULL, source
     'recorded'); idempotent. The recorded rationale's own final answer (our extractor, not the old
     substring parser) stands in for the blind verification. Returns the number of new pending items."""
+    return len(import_recorded_synthetic_report(conn, spec, per_domain=per_domain)["pending"])
+
+
+def import_recorded_synthetic_report(conn: sqlite3.Connection, spec: DatasetSpec, *,
+                                     per_domain: int | None = None) -> dict:
+    """``import_recorded_synthetic`` with the whole outcome: ``{"pending": ids, "auto_rejected": ids,
+    "skipped": [(input, reason)]}`` (auto-rejected = the recorded answer disagrees with the gold one)."""
     if not spec.recorded_synthetic:
         raise DataError(f"dataset {spec.name!r} has no recorded synthetic examples (recorded_synthetic is empty); "
                         f"synthesize with a teacher instead (Review page or `baldistill teacher synthesize`)")
@@ -203,10 +210,10 @@ def import_recorded_synthetic(conn: sqlite3.Connection, spec: DatasetSpec, *, pe
         items.append({"domain": r["domain"], "input": r["input"], "answer": r["answer"],
                       "rationale": r.get("rationale") or "", "teacher_answer": ta, "verify_answer": ta,
                       "verified": is_correct(ta, r["answer"], spec.task_type)})
-    ids = store_synthetic(conn, spec.name, items, source="recorded")
-    record_provenance(conn, ids, teacher_model=f"recorded:{spec.name}", backend="recorded",
+    report = store_synthetic_report(conn, spec.name, items, source="recorded")
+    record_provenance(conn, report["pending"] + report["auto_rejected"], teacher_model=f"recorded:{spec.name}", backend="recorded",
                       source_file=Path(spec.recorded_synthetic).name)
-    return len(ids)
+    return report
 
 
 def _parse_row(r: dict) -> dict:

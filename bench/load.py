@@ -52,6 +52,7 @@ def writer(db_path: str, stop_at: float, out: "mp.Queue") -> None:
 
 
 def main() -> int:
+    # Long on purpose: a benchmark script's steps in the order it runs them.
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--reviewers", type=int, default=20)

@@ -132,6 +132,7 @@ def _workspace_file(bridge) -> tuple[str, list[str]] | None:
 def upload_form(bridge) -> None:
     """Upload a JSONL/CSV/Parquet file (or name one in the workspace folder), map its columns, validate,
     import. Nothing changes on error."""
+    # Long on purpose: one form's widgets in page order (source, columns, options, the import itself).
     from studio_ui import auth
 
     if not auth.allowed("operator", "upload datasets"):

@@ -52,6 +52,8 @@ def run_form(dataset: str, key: str, *, full: bool = True) -> tuple[RunConfig | 
     ``full`` adds the run name, student and evaluation fields (Training); the Plan page gets the
     selection and teacher fields.
     """
+    # Long on purpose: the form's widgets in the order they appear on the page; splitting it would
+    # scatter one form's layout over several functions.
     from studio_ui.estimate_view import cpu_default
 
     base = cpu_default(dataset)  # a fresh CPU-only workspace starts from the R52 CPU demo (minutes, not hours)

@@ -17,6 +17,7 @@ from baldistill_core.workspace import open_workspace
 
 
 def register(sub, common) -> None:
+    # Long on purpose: a flat list of argparse verbs and flags, read top to bottom like `--help`.
     p = sub.add_parser("run", parents=[common], help="create and execute a run from a YAML config (or resume one)")
     p.add_argument("config", nargs="?", help="run config YAML (see assets/configs/)")
     p.add_argument("--run-id", help="execute (resume) an existing run: the background worker's entry point")

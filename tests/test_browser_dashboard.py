@@ -82,8 +82,10 @@ def test_review_decisions_survive_reload(served_app, page, browser_output):
     page.locator(f".st-key-ap_{id1} button").first.click()
     _settle(page)
     # a reject needs a reason someone chose (there is no default): pick one in that card's box first
-    page.locator(f".st-key-reason_{id2}").first.click()
-    page.get_by_role("option", name="wrong answer", exact=True).first.click()
+    box = page.locator(f".st-key-reason_{id2} input").first
+    box.click()
+    box.fill("wrong answer")
+    page.keyboard.press("Enter")
     _settle(page)
     page.locator(f".st-key-rj_{id2} button").first.click()
     _settle(page)

@@ -169,6 +169,6 @@ def test_a_million_row_import_failing_at_row_900000_keeps_the_old_version(empty_
     before = _snapshot(conn, "big")
     bad = _write(tmp_path / "v2.jsonl", 1_000_000, bad_at=899_999, text_words=2)
     with pytest.raises(DataError, match=r"v2.jsonl: line 900000: not valid JSON"):
-        import_dataset(conn, _spec(bad))
+        import_dataset(conn, _spec(bad), replace=True)
     assert _snapshot(conn, "big") == before
     assert store.examples(conn, "big", ids=["e899998"]) == []

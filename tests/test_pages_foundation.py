@@ -45,6 +45,7 @@ def test_data_page_switches_dataset_and_policy(page_env):
     assert {m.label: m.value for m in at.metric}["Domains"] == "52"
     assert at.query_params["dataset"] == ["r52"] or at.query_params["dataset"] == "r52"
     at.sidebar.selectbox(key="data_method").select("baldistill_n").run()
+    at.sidebar.number_input(key="data_stages").set_value(5).run()  # the CPU start config has another K
     at.sidebar.number_input(key="data_budget").set_value(520).run()  # 2 per domain and stage at K=5
     _no_errors(at)
     table = at.dataframe[0].value

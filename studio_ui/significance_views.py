@@ -3,6 +3,8 @@ one run really beats another (paired difference, plain verdict, per-domain diffe
 
 from __future__ import annotations
 
+from baldistill_core.selection.methods import label as method_label
+
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -29,7 +31,7 @@ def headline_bars(scores: list[dict], metric: str) -> go.Figure:
     for s in scores:
         ci = s.get("ci") or {}
         stats = [k for k in STATS if k in ci]
-        fig.add_bar(name=f"{s['name']} ({s['method']}) · {s['run_id'][-4:]}", x=[LABELS[k] for k in stats],
+        fig.add_bar(name=f"{s['name']} ({method_label(s['method'])}) · {s['run_id'][-4:]}", x=[LABELS[k] for k in stats],
                     y=[ci[k].value for k in stats],
                     error_y=dict(type="data", symmetric=False, array=[ci[k].high - ci[k].value for k in stats],
                                  arrayminus=[ci[k].value - ci[k].low for k in stats]),
@@ -72,7 +74,7 @@ def render_paired(conn, scores: list[dict]) -> None:
                    "(runs evaluated by this version of the studio).")
         return
     st.subheader("Is the difference real?")
-    names = {s["run_id"]: f"{s['name']} · {s['method']} · {s['run_id'][-4:]}" for s in with_items}
+    names = {s["run_id"]: f"{s['name']} · {method_label(s['method'])} · {s['run_id'][-4:]}" for s in with_items}
     ref_id = st.selectbox("Against the reference run", list(names), index=_baseline_index(with_items),
                           format_func=names.get, key="compare_reference")
     ref = next(s for s in with_items if s["run_id"] == ref_id)

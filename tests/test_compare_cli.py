@@ -29,7 +29,7 @@ def test_runs_compare_prints_intervals_verdict_and_flags(ws, capsys):
     old = _run(w, conn, "old", "random_ft_cot", None)
     assert main(["runs", "compare", a, b, old, "-w", root, "--boot", "300"]) == 0
     out = capsys.readouterr().out
-    assert "bal (baldistill_a) is ahead of rnd (random_ft_cot) on micro by +77.3 points" in out
+    assert "bal (BalDistill-A) is ahead of rnd (Random FT CoT) on micro by +77.3 points" in out
     assert "Geometry" in out and "+50.0 *" in out          # 1 of 2 vs 0 of 2: one item decides it
     assert f"re-run `baldistill evaluate {old}`" in out
     assert main(["runs", "compare", a, b, "-w", root, "--json", "--boot", "300", "--seed", "7"]) == 0

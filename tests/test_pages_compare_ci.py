@@ -29,7 +29,7 @@ def test_compare_shows_intervals_verdict_and_flagged_domains(page_env):
     assert table.loc["random", "macro 95% CI"].startswith("[")
     texts = [t.value for t in at.text]
     # Geometry: +80 points on 20 items is real; the reference defaults to the Random FT CoT run.
-    assert any(t.startswith("balanced (baldistill_a) is ahead of random (random_ft_cot) on macro by +") for t in texts), texts
+    assert any(t.startswith("balanced (BalDistill-A) is ahead of random (Random FT CoT) on macro by +") for t in texts), texts
     charts = at.get("plotly_chart")
     assert len(charts) == 5   # headline with error bars, the difference, per-domain, scatter, spend
     import json as _json

@@ -204,7 +204,7 @@ def paired_difference(items_a: list[dict], items_b: list[dict], metric: str, *, 
         n = int(counts[j])
         # One item's outcome moves a domain's accuracy by 1/n: a difference that small is one item.
         rows.append(dict(domain=d, n=n, a=float(sa[j]), b=float(sb[j]), diff=diff,
-                         group="head" if d in head else ("tail" if d in tail else ""),
+                         group="large" if d in head else ("small" if d in tail else ""),  # domain size group
                          one_item=bool(diff != 0 and abs(diff) <= 1.0 / n + 1e-9)))
     return Paired(len(shared), len(ids_a) - len(shared), len(ids_b) - len(shared), diffs, rows)
 

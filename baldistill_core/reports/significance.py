@@ -74,8 +74,10 @@ def paired(conn: sqlite3.Connection, a: dict, b: dict, *, n_boot: int = N_BOOT, 
 
 def label(score: dict) -> str:
     """How a run is named in a verdict: its name, with the method when the name does not say it."""
+    from baldistill_core.selection.methods import label as method_label
+
     name, method = score.get("name") or score["run_id"], score.get("method") or ""
-    return name if method in name else f"{name} ({method})"
+    return name if not method or method in name or method_label(method) in name else f"{name} ({method_label(method)})"
 
 
 def format_report(scores: list[dict], pairs: list[dict]) -> str:

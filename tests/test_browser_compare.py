@@ -44,5 +44,5 @@ def test_compare_draws_error_bars_and_the_verdict(served_app, page, browser_outp
     _no_errors(page)
     assert page.locator(".st-key-cmp_ci .main-svg path.yerror, .st-key-cmp_ci .main-svg g.errorbar").count() >= 1
     body = page.locator('[data-testid="stMain"]').inner_text()
-    assert "is ahead of random (random_ft_cot) on macro" in body
+    assert "is ahead of random (Random FT CoT) on macro" in body
     _shot(page, browser_output, "compare-uncertainty.png", height=3200)

@@ -11,21 +11,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
+from test_pages_dashboard import _at, _ok  # the shared AppTest helpers
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-
-
-def _at(path: str, **query) -> AppTest:
-    at = AppTest.from_file(str(REPO / path), default_timeout=120)
-    for k, v in query.items():
-        at.query_params[k] = v
-    return at
-
-
-def _ok(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def _jsonl(rows) -> bytes:

@@ -13,6 +13,7 @@ import yaml
 
 from baldistill_core.config import RunConfig
 from conftest import REPO
+from test_pages_dashboard import _at, _ok  # the shared AppTest helpers
 
 
 def _start(name: str, dataset: str = "math_lt"):
@@ -25,25 +26,12 @@ def _start(name: str, dataset: str = "math_lt"):
     return start.get(name, RunConfig.model_fields[name].default)
 
 
-def _at(path: str, **query) -> AppTest:
-    at = AppTest.from_file(str(REPO / path), default_timeout=120)
-    for k, v in query.items():
-        at.query_params[k] = v
-    return at
-
-
-def _ok(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
 def _qp(at: AppTest, name: str):
     v = at.query_params.get(name)
     return v[0] if isinstance(v, list) else v
 
 
 def test_defaults_agree_on_data_plan_and_training(page_env):
-    want = RunConfig.model_fields
     data = _at("pages/data.py", dataset="math_lt").run()
     plan = _at("pages/plan.py", dataset="math_lt").run()
     train = _at("pages/training.py", dataset="math_lt").run()

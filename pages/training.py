@@ -61,22 +61,24 @@ with st.expander("Launch another run" if launched else "Launch a new run",
         st.code(run_views.cli_twin(cfg, "run.yaml", ["run", "--detach"]), language="bash")
         with st.popover("Full run config (YAML)"):
             st.code(cfg.to_yaml(), language="yaml")
-    may_launch, confirmed, est = estimate_view.launch_gate(cfg)
+    repeat = int(st.number_input("Repeat over N seeds", min_value=1, max_value=20, value=1, key="train_repeat",
+                                 help="N > 1 launches a seed sweep: one run per seed (the form's seed, +1, ...), "
+                                      "one after another; Compare shows them as mean ± CI. Same as "
+                                      "`baldistill sweep`. The estimate below then covers all N runs."))
+    may_launch, confirmed, est = estimate_view.launch_gate(cfg, repeat=repeat)
     ready = ready and may_launch
     same = st.session_state.get("last_launch")
     if ready and same and same[0] == cfg.model_dump_json():
         ready = st.checkbox(f"Launch this same configuration again (run `{same[1]}` already uses it)",
                             key=f"launch_again_{same[1]}")  # a new key per launch: unticked again
-    repeat = st.number_input("Repeat over N seeds", min_value=1, max_value=20, value=1, key="train_repeat",
-                             help="N > 1 launches a seed sweep: one run per seed (the form's seed, +1, ...), one "
-                                  "after another; Compare shows them as mean ± CI. Same as `baldistill sweep`.")
     if st.button("Launch", type="primary", disabled=not ready or not auth.allowed("operator", "launch runs"),
                  key="launch"):
         try:
             if repeat > 1:
                 from baldistill_core.runs import sweeps
 
-                _sid, ids, _proc = sweeps.start(ws, conn, cfg, [cfg.seed + k for k in range(int(repeat))])
+                _sid, ids, _proc = sweeps.start(ws, conn, cfg, [cfg.seed + k for k in range(repeat)],
+                                                api_key=api_key, confirmed=confirmed, estimate=est)
                 run_id = ids[0]
             else:
                 run_id, _proc = jobs.submit(ws, conn, cfg, created_by=reviewer, api_key=api_key,

@@ -77,11 +77,12 @@ def _step_table(est: estimate.Estimate) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def estimate_panel(cfg: RunConfig | None, *, key: str = "est") -> estimate.Estimate | None:
-    """Totals, per-step table, sources and warnings of ``cfg``'s estimate."""
+def estimate_panel(cfg: RunConfig | None, *, key: str = "est",
+                   shown: estimate.Estimate | None = None) -> estimate.Estimate | None:
+    """Totals, per-step table, sources and warnings of ``cfg``'s estimate (or of ``shown``, e.g. a sweep's)."""
     if cfg is None:
         return None
-    est = _compute(cfg)
+    est = shown or _compute(cfg)
     if est is None:
         return None
     tin, tout = est.tokens
@@ -99,20 +100,27 @@ def estimate_panel(cfg: RunConfig | None, *, key: str = "est") -> estimate.Estim
     return est
 
 
-def launch_gate(cfg: RunConfig | None, *, key: str = "launch") -> tuple[bool, bool, estimate.Estimate | None]:
-    """The estimate next to the Launch button. Returns (launch allowed, confirmed, estimate)."""
-    est = estimate_panel(cfg, key=key)
+def launch_gate(cfg: RunConfig | None, *, key: str = "launch",
+                repeat: int = 1) -> tuple[bool, bool, estimate.Estimate | None]:
+    """The estimate next to the Launch button, of all ``repeat`` runs when it launches a seed sweep.
+
+    Returns (launch allowed, confirmed, estimate of one run)."""
+    if cfg is not None and repeat > 1:
+        one = _compute(cfg)
+        est = None if one is None else estimate_panel(cfg, key=key, shown=one.repeated(repeat))
+    else:
+        est = one = estimate_panel(cfg, key=key)
     if est is None:
         return False, False, None
     try:
         reasons = estimate.guard(est, cfg, confirmed=True)
     except estimate.CostRefused as e:
         st.error(f"Launch refused — {e}")
-        return False, False, est
+        return False, False, one
     if not reasons:
-        return True, True, est
+        return True, True, one
     confirmed = st.checkbox("I confirm: " + "; ".join(reasons), key=f"{key}_confirm")
-    return confirmed, confirmed, est
+    return confirmed, confirmed, one
 
 
 def estimate_vs_actual(run: dict) -> None:

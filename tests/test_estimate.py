@@ -196,3 +196,35 @@ def test_known_zero_pair_is_said_before_launch():
     cfg = tiny_config(dataset="math_lt", student=dict(model="smollm2-135m", preset="cpu-demo"))
     assert "known to score 0" in (estimate.known_zero(cfg) or "")
     assert estimate.known_zero(tiny_config(dataset="r52")) is None
+
+
+def test_sweep_estimate_covers_every_run_and_its_guard_refuses(tiny, tmp_path, capsys):
+    """A seed sweep is estimated as N runs: the hard cap and the confirmation apply to the total."""
+    from baldistill_core.cli import main
+    from baldistill_core.runs import sweeps
+
+    ws, conn, _ = tiny
+    one = estimate.estimate_run(conn, _openai(model="gpt-4o-mini"), ws_root=ws.root)
+    three = one.repeated(3)
+    assert one.cost_usd > 0 and three.calls == 3 * one.calls and three.tokens == (3 * one.tokens[0], 3 * one.tokens[1])
+    assert three.seconds == pytest.approx(3 * one.seconds) and three.cost_usd == pytest.approx(3 * one.cost_usd)
+    assert one.repeated(1) is one and any("3 runs" in w for w in three.warnings)
+    unknown = estimate.estimate_run(conn, _openai(model="no-such-model"), ws_root=ws.root)
+    assert unknown.cost_usd is None and unknown.repeated(2).cost_usd is None  # unknown stays unknown
+
+    cfg = _openai(model="gpt-4o-mini", hard_cost_cap_usd=2 * one.cost_usd)  # one run fits, three do not
+    assert estimate.guard(one, cfg, confirmed=True) == []
+    with pytest.raises(estimate.CostRefused, match="hard cap"):
+        sweeps.start(ws, conn, cfg, [0, 1, 2])
+    path = tmp_path / "sweep.yaml"
+    path.write_text(cfg.to_yaml())
+    assert main(["sweep", str(path), "--seeds", "0,1,2", "-w", str(ws.root)]) == 2
+    assert "hard cap" in capsys.readouterr().err
+    assert sweeps.list_sweeps(conn) == [] and runs.list_runs(conn) == []  # nothing created
+
+    base = estimate.estimate_run(conn, tiny_config(), ws_root=ws.root)
+    slow = tiny_config(confirm_above_minutes=2 * base.seconds / 60)     # one run is under it, three are over
+    assert estimate.guard(estimate.estimate_run(conn, slow, ws_root=ws.root), slow) == []
+    path.write_text(slow.to_yaml())
+    assert main(["sweep", str(path), "--seeds", "0,1,2", "-w", str(ws.root)]) == 2
+    assert "--yes" in capsys.readouterr().err and sweeps.list_sweeps(conn) == []

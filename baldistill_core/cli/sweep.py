@@ -19,13 +19,15 @@ def register(sub, common) -> None:
     p.add_argument("--id", dest="sweep_id", help="continue (or summarise) this sweep instead of a config")
     p.add_argument("--summary", action="store_true", help="print the group's scores with intervals; run nothing")
     p.add_argument("--list", action="store_true", help="list the sweeps of this workspace")
+    p.add_argument("--yes", action="store_true",
+                   help="confirm a sweep whose estimate (one run's times the runs) is long or above the cost cap")
     p.set_defaults(func=_sweep)
 
 
 def _sweep(args) -> int:
     from baldistill_core.cli.run import load_config
     from baldistill_core.reports import significance
-    from baldistill_core.runs import sweeps
+    from baldistill_core.runs import estimate, sweeps
 
     ws, conn = open_workspace(args.workspace)
     if args.list:
@@ -38,7 +40,14 @@ def _sweep(args) -> int:
         sid = sweeps.get(conn, args.sweep_id)["id"]
     elif args.config:
         cfg = load_config(args.config, args.set)
-        sid = sweeps.create(conn, cfg, sweeps.parse_list(args.seeds, int), sweeps.parse_list(args.methods) or None)
+        seeds, methods = sweeps.parse_list(args.seeds, int), sweeps.parse_list(args.methods) or None
+        known = sweeps.sweep_id(cfg, seeds, methods or [cfg.method]) in {s["id"] for s in sweeps.list_sweeps(conn)}
+        if not args.summary and not known:  # a new sweep: the launch guard rails, for all its runs together
+            est = sweeps.guard(conn, cfg, len(seeds) * len(methods or [cfg.method]), ws_root=ws.root,
+                               confirmed=args.yes)
+            print(f"estimate for the whole sweep: {estimate.fmt_seconds(est.seconds)}, teacher "
+                  f"{estimate.fmt_cost(est.cost_usd)}", flush=True)
+        sid = sweeps.create(conn, cfg, seeds, methods)
     else:
         raise ValueError("give a run config YAML (or --id SWEEP to continue one, --list to see them)")
     if not args.summary:

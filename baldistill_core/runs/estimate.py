@@ -79,6 +79,19 @@ class Estimate:
         return {**asdict(self), "total": {"seconds": self.seconds, "calls": self.calls, "tokens_in": self.tokens[0],
                                           "tokens_out": self.tokens[1], "cost_usd": self.cost_usd}}
 
+    def repeated(self, n: int) -> "Estimate":
+        """The estimate of ``n`` runs like this one, one after another (a seed sweep): every step's
+        time, calls, tokens and cost times ``n``. An upper bound on the teacher side: answers another
+        seed asks again come from the teacher cache."""
+        if n <= 1:
+            return self
+        steps = [StepEstimate(**{**asdict(s), "calls": s.calls * n, "tokens_in": s.tokens_in * n,
+                                 "tokens_out": s.tokens_out * n, "seconds": s.seconds * n, "units": s.units * n,
+                                 "cost_usd": None if s.cost_usd is None else s.cost_usd * n}) for s in self.steps]
+        return Estimate(steps, self.price, self.sources,
+                        [*self.warnings, f"{n} runs one after another (a seed sweep): {n}x one run's estimate"],
+                        self.probe, self.made_at)
+
     @classmethod
     def from_json(cls, d: dict) -> "Estimate":
         d = {k: v for k, v in d.items() if k != "total"}

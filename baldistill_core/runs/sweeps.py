@@ -100,14 +100,18 @@ def ensure_run(conn: sqlite3.Connection, runs_dir, sid: str, method: str, seed: 
 
 
 def execute(ws, conn: sqlite3.Connection, sid: str, *, echo=print, run_worker=None) -> dict[str, str]:
-    """Run every cell one after another; returns ``{run_id: state}``. Finished runs are skipped."""
+    """Run every cell one after another; returns ``{run_id: state}``. Finished runs are skipped.
+
+    Seed by seed, every method within a seed: a sweep stopped part-way leaves whole seeds, each a
+    complete paired comparison of the methods, rather than some methods with all seeds and others
+    with none."""
     from baldistill_core.runs import jobs
 
     run_worker = run_worker or jobs.run_worker
     sw = get(conn, sid)
     states: dict[str, str] = {}
-    for method in sw["methods"]:
-        for seed in sw["seeds"]:
+    for seed in sw["seeds"]:
+        for method in sw["methods"]:
             rid = ensure_run(conn, ws.runs_dir, sid, method, seed)
             state = runs.get_run(conn, rid)["state"]
             if state == runs.RunStatus.FINISHED:
@@ -121,20 +125,44 @@ def execute(ws, conn: sqlite3.Connection, sid: str, *, echo=print, run_worker=No
     return states
 
 
-def start(ws, conn: sqlite3.Connection, cfg: RunConfig, seeds: list[int], methods: list[str] | None = None):
-    """Create the sweep and all its runs, then execute it in a background process
-    (``baldistill sweep --id``; log in ``<workspace>/sweeps/<id>.log``). Returns ``(sweep id, run ids, process)``."""
+def guard(conn: sqlite3.Connection, cfg: RunConfig, n_runs: int, *, ws_root=None, confirmed: bool = False,
+          estimate=None):
+    """The launch guard rails for ``n_runs`` runs of ``cfg``: the estimate of one run (given or made
+    here) times ``n_runs``, refused above the hard cost cap and confirmed above the time or cost
+    thresholds (``runs.estimate.guard``). Returns the sweep's estimate."""
+    from baldistill_core.runs import estimate as estimates
+
+    one = estimate or estimates.estimate_run(conn, cfg, ws_root=ws_root)
+    total = one.repeated(n_runs)
+    estimates.guard(total, cfg, confirmed=confirmed)
+    return total
+
+
+def start(ws, conn: sqlite3.Connection, cfg: RunConfig, seeds: list[int], methods: list[str] | None = None, *,
+          api_key: str | None = None, confirmed: bool = False, estimate=None):
+    """Check the guard rails for the whole sweep (:func:`guard`), create the sweep and all its runs, then
+    execute it in a background process (``baldistill sweep --id``; log in ``<workspace>/sweeps/<id>.log``).
+
+    ``api_key`` (typed in the UI) reaches the sweep process's environment only, as ``jobs.submit`` does
+    for a single run. Returns ``(sweep id, run ids, process)``."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
+    from baldistill_core.teacher.preflight import check_teacher
+
+    n = len(seeds) * len(methods or [cfg.method])
+    check_teacher(conn, cfg, api_key=api_key).raise_if_blocked()
+    guard(conn, cfg, n, ws_root=ws.root, confirmed=confirmed, estimate=estimate)
     sid = create(conn, cfg, seeds, methods)
     sw = get(conn, sid)
     ids = [ensure_run(conn, ws.runs_dir, sid, m, s) for m in sw["methods"] for s in sw["seeds"]]
     folder = Path(ws.root) / "sweeps"
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"), TOKENIZERS_PARALLELISM="false")
+    if api_key:
+        env[cfg.teacher.api_key_env] = api_key
     with open(folder / f"{sid}.log", "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "baldistill_core.cli", "sweep", "--id", sid,
                                  "--workspace", str(ws.root)], stdout=log, stderr=subprocess.STDOUT,

@@ -146,11 +146,13 @@ def _probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float)
     import peft  # noqa: F401 - imports are not part of a load: the worker has them loaded already
     import transformers  # noqa: F401
 
+    from baldistill_core.student import precision
     from baldistill_core.student.greedy import greedy_decode
 
     path = student.resolve_model(model_name)
+    bf16 = precision.use_cpu_bf16(student_cfg)  # measure in the precision the run will use
     l0 = time.perf_counter()
-    m, tok = student.load_model(path, quantization="none")
+    m, tok = student.load_model(path, quantization="none", cpu_bf16=bf16)
     out["load_s"] = time.perf_counter() - l0
     batch = (prompts or ["Hello"])[:2]
     new = min(8, student_cfg.max_new_tokens)
@@ -170,7 +172,7 @@ def _probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float)
     else:
         skipped.append("generation")
     if time.perf_counter() - t0 < budget_s * 0.6:
-        out["train_tok_s"] = _train_probe(m, tok, student_cfg, batch, t0 + budget_s)
+        out["train_tok_s"] = _train_probe(m, tok, student_cfg, batch, t0 + budget_s, bf16=bf16)
     if not out.get("train_tok_s"):
         skipped.append("training")
     out = {k: v for k, v in out.items() if v}
@@ -179,8 +181,12 @@ def _probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float)
     return {"figures": out, "seconds": time.perf_counter() - t0, "skipped": skipped}
 
 
-def _train_probe(m, tok, student_cfg, prompts: list[str], deadline: float) -> float | None:
-    """Tokens per second of LoRA forward+backward+step on a batch like the run's (second step timed)."""
+def _train_probe(m, tok, student_cfg, prompts: list[str], deadline: float, *, bf16: bool = False) -> float | None:
+    """Tokens per second of LoRA forward+backward+step on a batch like the run's (second step timed).
+
+    With ``bf16`` the forward runs under CPU bf16 autocast, as the Trainer's ``bf16=True`` does."""
+    import contextlib
+
     import torch
     from peft import get_peft_model
 
@@ -196,7 +202,8 @@ def _train_probe(m, tok, student_cfg, prompts: list[str], deadline: float) -> fl
         if time.perf_counter() + last > deadline:  # the next step would end past the budget
             break
         s0 = time.perf_counter()
-        loss = model(**enc, labels=enc["input_ids"]).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            loss = model(**enc, labels=enc["input_ids"]).loss
         loss.backward()
         opt.step()
         opt.zero_grad()

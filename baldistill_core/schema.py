@@ -5,6 +5,10 @@ Each table names the module that owns its reads and writes.
 
 SCHEMA_VERSION = 1
 
+# Columns added after workspaces already existed: (table, column, declaration). ``store.connect`` adds
+# each one that an older database lacks (the CREATE TABLEs below already have them).
+ADDED_COLUMNS = [("ledger", "priced", "INTEGER NOT NULL DEFAULT 1")]
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 
@@ -61,6 +65,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     tokens_out INTEGER NOT NULL DEFAULT 0,
     latency_s REAL NOT NULL DEFAULT 0,
     cost_usd REAL NOT NULL DEFAULT 0,
+    priced INTEGER NOT NULL DEFAULT 1,    -- 0: a paid call at an unknown price (cost_usd 0 is not a figure)
     examples INTEGER NOT NULL DEFAULT 0,  -- budget units (examples annotated/synthesized)
     error TEXT,
     at REAL NOT NULL

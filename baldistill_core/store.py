@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from baldistill_core.schema import SCHEMA, SCHEMA_VERSION  # noqa: F401  (the DDL, one place)
+from baldistill_core.schema import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION  # noqa: F401  (the DDL, one place)
 
 _local = threading.local()
 
@@ -43,6 +43,9 @@ def connect(db_path: str | Path, *, timeout_s: float = 30.0) -> sqlite3.Connecti
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
     conn.executescript(SCHEMA)
+    for table, column, decl in ADDED_COLUMNS:  # a workspace made before the column existed
+        if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
     conn.execute(
         "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
     )

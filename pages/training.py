@@ -176,7 +176,10 @@ def live_panel(run_id: str) -> None:
     else:
         m[1].metric("Teacher calls (paid / cached)", f"{sp.get('paid_calls', 0)} / {sp.get('cached_calls', 0)}")
     cap = sp.get("cost_cap_usd")
-    m[2].metric("Teacher cost (USD)", f"{sp.get('cost_usd', 0):.4f}" + (f" / {cap:.2f}" if cap else ""))
+    m[2].metric("Teacher cost (USD)", f"{sp.get('cost_usd', 0):.4f}" + (f" / {cap:.2f}" if cap else "")
+                + (" + ?" if sp.get("unpriced_calls") else ""),
+                help=f"{sp['unpriced_calls']} paid calls at an unknown price are not in this sum: add the model to "
+                     "the workspace's prices.yaml" if sp.get("unpriced_calls") else None)
     m[3].metric("Live points", len({r["stage"] for r in snap.live}))
     st.progress(min(1.0, sp["selected"] / max(1, sp["budget"])), text="teacher budget spent")
     c1, c2 = st.columns([3, 2])

@@ -137,7 +137,7 @@ def estimate_vs_actual(run: dict) -> None:
     table = pd.DataFrame([{"step": r["step"], "time est.": t(r["est_seconds"]), "time actual": t(r["actual_seconds"]),
                            "tokens est.": r["est_tokens"], "tokens actual": r["actual_tokens"],
                            "cost est.": estimate.fmt_cost(r["est_cost_usd"]),
-                           "cost actual": "-" if r["actual_cost_usd"] is None else estimate.fmt_cost(r["actual_cost_usd"])}
+                           "cost actual": "-" if r["actual_seconds"] is None else estimate.fmt_cost(r["actual_cost_usd"])}
                           for r in rows])
     with st.expander(f"Estimate vs actual (estimated {estimate.fmt_seconds(est.seconds)}, "
                      f"{estimate.fmt_cost(est.cost_usd)})"):

@@ -228,3 +228,36 @@ def test_sweep_estimate_covers_every_run_and_its_guard_refuses(tiny, tmp_path, c
     path.write_text(slow.to_yaml())
     assert main(["sweep", str(path), "--seeds", "0,1,2", "-w", str(ws.root)]) == 2
     assert "--yes" in capsys.readouterr().err and sweeps.list_sweeps(conn) == []
+
+
+def test_unknown_price_reaches_the_run_as_unknown_and_old_ledgers_gain_the_column(tmp_path):
+    """An unknown model is launched with no price (the ledger then counts its calls unpriced), not at the
+    config's default rates; a workspace made before the ``priced`` column gains it on open."""
+    import sqlite3
+
+    ws, conn = open_workspace(tmp_path / "ws", bundled=False)
+    import_tiny(conn, tmp_path / "data")
+    cfg = _openai(model="mystery-model-7b")
+    assert cfg.teacher.price_in_per_mtok == 0.15                     # the config default, a guess
+    run_id = jobs.create_checked(ws, conn, cfg)
+    stored = runs.run_config(conn, run_id).teacher
+    assert stored.price_in_per_mtok is None and stored.price_out_per_mtok is None
+    again = estimate.estimate_run(conn, runs.run_config(conn, run_id), ws_root=ws.root, probe=False)
+    assert again.cost_usd is None and "unknown" in again.price["source"]  # the worker's re-estimate agrees
+    conn.close()
+
+    old = tmp_path / "old.db"
+    raw = sqlite3.connect(old)
+    raw.execute("CREATE TABLE ledger (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, key TEXT NOT NULL,"
+                " purpose TEXT NOT NULL, cached INTEGER NOT NULL, ok INTEGER NOT NULL DEFAULT 1, tokens_in INTEGER"
+                " NOT NULL DEFAULT 0, tokens_out INTEGER NOT NULL DEFAULT 0, latency_s REAL NOT NULL DEFAULT 0,"
+                " cost_usd REAL NOT NULL DEFAULT 0, examples INTEGER NOT NULL DEFAULT 0, error TEXT, at REAL NOT NULL)")
+    raw.execute("INSERT INTO ledger(run_id, key, purpose, cached, cost_usd, at) VALUES ('r', 'k', 'rationale', 0, 0.5, 1)")
+    raw.commit()
+    raw.close()
+    from baldistill_core import store
+
+    c = store.connect(old)
+    s = ledger.summary(c, "r")
+    assert s["unpriced_calls"] == 0 and s["cost_usd"] == 0.5        # old rows count as priced
+    c.close()

@@ -73,3 +73,23 @@ def test_bf16_training_loss_stays_close_to_fp32(tmp_path):
         runs[flag] = training.train_adapter(tiny_path(), ex, cfg, tmp_path / str(flag), seed=0, on_log=logs.append)
         assert len(logs) == 4
     assert runs[True].final_loss == pytest.approx(runs[False].final_loss, rel=0.05)
+
+
+@needs_bf16
+def test_ifd_scoring_stays_fp32_on_a_bf16_model_unless_asked():
+    """bench/ifd.py measured bf16 moving IFD's top-k (13 of 16 kept), so selection scores in fp32 by default
+    while generation on the same bf16-marked model stays bf16; the model's mark is restored afterwards."""
+    from baldistill_core.student import engines
+
+    assert StudentConfig(preset="cpu-demo").cpu_bf16_ifd is False
+    model, tok = student.load_model(tiny_path(), cpu_bf16=True)
+    prompts = tiny_prompts(2)
+    fp32_ifd = engines.HFEngine(model, tok)
+    seen = _linear_dtypes(model, lambda: fp32_ifd.ifd_scores(prompts, max_new_tokens=4, batch_size=2))
+    assert seen == {torch.float32} and precision.is_marked(model)
+    assert _linear_dtypes(model, lambda: fp32_ifd.generate(prompts, max_new_tokens=4)) == {torch.bfloat16}
+    bf16_ifd = engines.HFEngine(model, tok, ifd_bf16=True)
+    assert _linear_dtypes(model, lambda: bf16_ifd.ifd_scores(prompts, max_new_tokens=4, batch_size=2)) == {torch.bfloat16}
+    plain, _ = student.load_model(tiny_path())                 # an fp32 model never gains bf16 from the switch
+    on_plain = engines.HFEngine(plain, tok, ifd_bf16=True)
+    assert _linear_dtypes(plain, lambda: on_plain.ifd_scores(prompts, max_new_tokens=4, batch_size=2)) == {torch.float32}

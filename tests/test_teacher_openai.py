@@ -218,3 +218,19 @@ def test_bad_key_stops_the_batch_with_a_fix(env):
     with pytest.raises(TeacherConfigError, match="refused the API key") as exc:
         make(conn, spec, server).annotate(its)
     assert KEY not in str(exc.value) and server.count(401) == 1  # not retried
+
+
+def test_unknown_price_is_counted_but_not_costed(env):
+    """A paid model with no known price: the ledger counts its calls as unpriced, never at default rates."""
+    conn, spec, server = env
+    its = items(conn, spec.name, limit=4)
+    make(conn, spec, server, price_in_per_mtok=None, price_out_per_mtok=None).annotate(its)
+    s = ledger.summary(conn, "run-1")
+    assert s["calls"] == 4 and s["unpriced_calls"] == 4 and s["cost_usd"] == 0 and s["tokens_in"] > 0
+    assert ledger.cost_text(s) == "$0.0000 + 4 calls at an unknown price"
+    assert {r["priced"] for r in ledger_rows(conn)} == {0}
+    make(conn, spec, server, price_in_per_mtok=None, price_out_per_mtok=None).annotate(its)  # cached: no price needed
+    assert ledger.summary(conn, "run-1")["unpriced_calls"] == 4
+    make(conn, spec, server, run_id="run-2").annotate(items(conn, spec.name, limit=6)[4:])  # a known price
+    s2 = ledger.summary(conn, "run-2")
+    assert s2["unpriced_calls"] == 0 and s2["cost_usd"] > 0 and ledger.cost_text(s2).startswith("$")

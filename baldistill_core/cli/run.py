@@ -199,7 +199,7 @@ def _show(args) -> int:
     sp = info["spend"]
     print(f"budget {sp['budget']} examples; selected {sp['selected']}; teacher calls {sp['calls']} "
           f"({sp['paid_calls']} {'recorded replays' if backend == 'recorded' else 'paid'}, "
-          f"{sp['cached_calls']} cached), ${sp['cost_usd']:.4f}")
+          f"{sp['cached_calls']} cached), {sp['cost_text']}")
     for s in info["stages"]:
         tr = s["train"] or {}
         print(f"  stage {s['stage']}: {s['status']:<10} picked {s['picked']} kept {s['kept']} dropped {s['dropped']}"

@@ -145,7 +145,7 @@ def _annotate(args) -> int:
               + (f"; dropped: {', '.join(f'{k} x{v}' for k, v in reasons.items())}" if reasons else ""))
         s = result["ledger"]
         print(f"ledger: {s['calls']} calls ({s['cached_calls']} cached, {s['failed_calls']} failed), "
-              f"{s['tokens_in']}+{s['tokens_out']} tokens, ${s['cost_usd']:.4f}, {s['examples']} examples")
+              f"{s['tokens_in']}+{s['tokens_out']} tokens, {ledger.cost_text(s)}, {s['examples']} examples")
         if teacher.low_quality:
             print("note: the local teacher is low quality; use it for offline trials only")
     return 0

@@ -29,7 +29,7 @@ def _ledger(conn, run_id: str) -> dict:
 def _delta(after: dict, before: dict, purpose: str) -> dict:
     a, b = after.get(purpose) or {}, before.get(purpose) or {}
     return {k: (a.get(k) or 0) - (b.get(k) or 0)
-            for k in ("calls", "cached_calls", "tokens_in", "tokens_out", "cost_usd", "latency_s")}
+            for k in ("calls", "cached_calls", "tokens_in", "tokens_out", "cost_usd", "latency_s", "unpriced_calls")}
 
 
 def load(folder: str | Path) -> list[dict]:
@@ -111,7 +111,8 @@ class Recorder:
         return {"stage": rec["stage"], "step": step, "seconds": round(seconds, 3), "units": int(rec.get("units") or 0),
                 "calls": int(d.get("calls") or 0), "cached_calls": int(d.get("cached_calls") or 0),
                 "tokens_in": int(d.get("tokens_in") or 0), "tokens_out": int(d.get("tokens_out") or 0),
-                "cost_usd": round(float(d.get("cost_usd") or 0.0), 8), "at": time.time()}
+                "cost_usd": round(float(d.get("cost_usd") or 0.0), 8), "unpriced_calls": int(d.get("unpriced_calls") or 0),
+                "at": time.time()}
 
     def _learn(self, row: dict, rec: dict) -> None:
         """Store the throughputs this step implies (only from steps long enough to mean something)."""
@@ -145,7 +146,8 @@ def compare(est, rows: list[dict]) -> list[dict]:
     e = by_step(est.steps) if est is not None else {}
     a: dict[str, dict] = {}
     for r in rows:
-        x = a.setdefault(r["step"], dict(seconds=0.0, tokens=0, cost_usd=0.0, calls=0))
+        x = a.setdefault(r["step"], dict(seconds=0.0, tokens=0, cost_usd=0.0, calls=0, unpriced=0))
+        x["unpriced"] += r.get("unpriced_calls", 0)
         x["seconds"] += r["seconds"]
         x["tokens"] += r["tokens_in"] + r["tokens_out"]
         x["cost_usd"] += r["cost_usd"]
@@ -157,7 +159,9 @@ def compare(est, rows: list[dict]) -> list[dict]:
                     "est_seconds": ee["seconds"] if ee else None, "actual_seconds": aa["seconds"] if aa else None,
                     "est_tokens": ee["tokens_in"] + ee["tokens_out"] if ee else None,
                     "actual_tokens": aa["tokens"] if aa else None,
-                    "est_cost_usd": ee["cost_usd"] if ee else None, "actual_cost_usd": aa["cost_usd"] if aa else None,
+                    # None where nothing ran, or where a call's price is unknown (shown as "unknown")
+                    "est_cost_usd": ee["cost_usd"] if ee else None,
+                    "actual_cost_usd": aa["cost_usd"] if aa and not aa["unpriced"] else None,
                     "est_calls": ee["calls"] if ee else None, "actual_calls": aa["calls"] if aa else None})
     return out
 
@@ -176,5 +180,5 @@ def compare_lines(est, rows: list[dict]) -> list[str]:
                      f"{r['est_tokens'] if r['est_tokens'] is not None else '-':>7} vs "
                      f"{r['actual_tokens'] if r['actual_tokens'] is not None else '-':>7} | "
                      f"{fmt_cost(r['est_cost_usd'])} vs "
-                     f"{'-' if r['actual_cost_usd'] is None else fmt_cost(r['actual_cost_usd'])}")
+                     f"{'-' if r['actual_seconds'] is None else fmt_cost(r['actual_cost_usd'])}")
     return lines

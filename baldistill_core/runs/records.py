@@ -309,7 +309,8 @@ def spend(conn: sqlite3.Connection, run_id: str) -> dict:
 
     summary = ledger.summary(conn, run_id)  # the ledger module owns every sum over the ledger
     agg = dict(calls=summary["calls"], paid_calls=summary["calls"] - summary["cached_calls"],
-               cached_calls=summary["cached_calls"], examples=summary["examples"], cost_usd=summary["cost_usd"])
+               cached_calls=summary["cached_calls"], examples=summary["examples"], cost_usd=summary["cost_usd"],
+               unpriced_calls=summary["unpriced_calls"], cost_text=ledger.cost_text(summary))
     used = picks.budget_used(conn, run_id)
     return dict(budget=cfg.budget, selected=used, cost_cap_usd=cfg.teacher.cost_cap_usd, **agg,
                 ledger=summary)

@@ -39,8 +39,9 @@ class HFEngine:
 
     name = "hf"
 
-    def __init__(self, model, tokenizer):
+    def __init__(self, model, tokenizer, *, ifd_bf16: bool = False):
         self.model, self.tokenizer = model, tokenizer
+        self.ifd_bf16 = ifd_bf16  # False: IFD forwards in fp32 even on a bf16-marked model (StudentConfig.cpu_bf16_ifd)
 
     def generate(self, prompts, *, max_new_tokens, batch_size=8):
         from baldistill_core.student.model import generate
@@ -48,8 +49,11 @@ class HFEngine:
         return generate(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
 
     def ifd_scores(self, prompts, *, max_new_tokens, batch_size=8, variant="ppl_ratio"):
-        return ifd.score(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                         variant=variant)
+        from baldistill_core.student import precision
+
+        with precision.marked(self.model, self.ifd_bf16 and precision.is_marked(self.model)):
+            return ifd.score(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
+                             batch_size=batch_size, variant=variant)
 
 
 def require_vllm() -> None:
@@ -183,5 +187,5 @@ def build(cfg: StudentConfig, base_path, adapter_dir=None, *, hf_loader=None, se
         from baldistill_core.student.precision import use_cpu_bf16
 
         return HFEngine(*load_model(base_path, adapter_dir=adapter_dir, quantization=cfg.quantization,
-                                    cpu_bf16=use_cpu_bf16(cfg)))
-    return HFEngine(*hf_loader(adapter_dir))
+                                    cpu_bf16=use_cpu_bf16(cfg)), ifd_bf16=cfg.cpu_bf16_ifd)
+    return HFEngine(*hf_loader(adapter_dir), ifd_bf16=cfg.cpu_bf16_ifd)

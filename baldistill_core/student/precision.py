@@ -2,8 +2,9 @@
 
 On such a CPU a LoRA step of SmolLM2-135M runs about 2x faster under ``torch.autocast("cpu",
 torch.bfloat16)`` than in fp32 (``bench/train.py``), with a loss curve within a percent or two and
-nearly the same IFD ranking (``bench/ifd.py``). Weights stay fp32 (autocast casts per operation)
-and losses and log-probabilities are taken in fp32. ``StudentConfig.cpu_bf16`` turns it off.
+a ranking that moves (``bench/ifd.py``: bf16 kept 13 of fp32's top 16 on 64 R52 prompts), so IFD
+scoring stays fp32 unless ``StudentConfig.cpu_bf16_ifd``. Weights stay fp32 (autocast casts per
+operation) and losses and log-probabilities are taken in fp32. ``StudentConfig.cpu_bf16`` turns it off.
 
 A model loaded with ``cpu_bf16=True`` carries the flag (``mark``); ``greedy_decode`` and the IFD
 losses run their forwards under ``autocast_for(model)``, so generation, evaluation and IFD scoring
@@ -73,6 +74,21 @@ def mark(model, enabled: bool):
     """Record on ``model`` whether its inference runs under CPU bf16 autocast."""
     setattr(model, _FLAG, bool(enabled))
     return model
+
+
+def is_marked(model) -> bool:
+    return bool(getattr(model, _FLAG, False))
+
+
+@contextlib.contextmanager
+def marked(model, enabled: bool):
+    """``model`` marked ``enabled`` for the block (e.g. an fp32 IFD pass on a bf16-marked model), then as before."""
+    before = getattr(model, _FLAG, False)
+    mark(model, enabled)
+    try:
+        yield model
+    finally:
+        mark(model, before)
 
 
 def autocast_for(model):

@@ -5,16 +5,13 @@ by name from ``teacher.backends.BACKENDS`` (openai / recorded / local) and wraps
 ``Teacher``. Every call of every backend goes the same way:
 
 1. the request (messages + parameters) is hashed into a cache key (``ledger.cache_key``);
-2. cached replies are used at no cost; misses run in a thread pool of ``backend.max_workers``
-   (with ``cfg.mode == "batch"`` they first go as one batch, ``teacher.batch``; failed lines run singly);
-3. each finished call writes its cache entry and ledger row at once, from the calling thread
-   (the only thread touching the SQLite connection), so a crash loses nothing and a re-run pays
-   nothing;
-4. the budget is checked *before* spending: ``BudgetExceeded`` (a ``RuntimeError``) is raised
-   when the example budget (``budget_examples``, the method's B, counted per run in the ledger)
-   would be passed — before any call of the batch — or when the next call's estimated cost would
-   pass ``cfg.cost_cap_usd`` (calls already in flight finish and are recorded first). Set or change
-   limits with ``teacher.set_budget(max_examples=..., cost_cap_usd=...)``.
+2. cached replies cost nothing; misses run in a pool of ``backend.max_workers`` (``cfg.mode == "batch"``:
+   first as one batch, ``teacher.batch``; failed lines singly); a call at an unknown price is unpriced;
+3. each finished call writes its cache entry and ledger row at once, from the calling thread (the
+   only one touching SQLite), so a crash loses nothing and a re-run pays nothing;
+4. the budget is checked *before* spending: ``BudgetExceeded`` when the example budget (the method's
+   B, per run in the ledger) would be passed, before any call of the batch, or when the next call's
+   estimated cost would pass ``cfg.cost_cap_usd`` (calls in flight finish first; ``set_budget``).
 
 ``annotate`` returns one ``Annotation`` per item; ``kept`` is True only when the rationale's own final
 answer (``answers.extract_answer``) matches the gold one. ``synthesize`` returns new, unstored tail items.
@@ -30,8 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from baldistill_core import store
-from baldistill_core.teacher import ledger
-from baldistill_core.teacher import prompts as tp
+from baldistill_core.teacher import ledger, prompts as tp
 from baldistill_core.task.answers import extract_answer, is_correct, normalize_answer
 from baldistill_core.config import DatasetSpec, TeacherConfig
 from baldistill_core.teacher.ledger import Budget, BudgetExceeded
@@ -91,13 +87,8 @@ class Teacher:
     last_rejections: list = field(default_factory=list)
     check_cancel: Callable[[], None] | None = None  # raises to stop (batch polling checks it)
 
-    @property
-    def name(self) -> str:
-        return self.backend.name
-
-    @property
-    def low_quality(self) -> bool:
-        return bool(self.backend.low_quality)
+    name = property(lambda self: self.backend.name)
+    low_quality = property(lambda self: bool(self.backend.low_quality))
 
     @property
     def task_type(self) -> str:
@@ -130,8 +121,13 @@ class Teacher:
             out = _Outcome(error=f"{type(e).__name__}: {str(e)[:200]}")
         return out, time.perf_counter() - t0
 
+    @property
+    def priced(self) -> bool:  # False: a paid backend at an unknown price (calls counted, not costed)
+        return getattr(self.backend, "free", False) or (
+            self.cfg.price_in_per_mtok is not None and self.cfg.price_out_per_mtok is not None)
+
     def _cost(self, tin: int, tout: int) -> float:
-        if getattr(self.backend, "free", False):
+        if getattr(self.backend, "free", False) or not self.priced:
             return 0.0
         return ledger.call_cost(tin, tout, self.cfg.price_in_per_mtok, self.cfg.price_out_per_mtok)
 
@@ -150,7 +146,8 @@ class Teacher:
         examples = 0 if problem else (c.examples_of(r) if c.examples_of else c.examples)
         return ledger.CallRecord(
             key=c.key, purpose=c.purpose, cached=out.cached, ok=problem is None, tokens_in=r.tokens_in,
-            tokens_out=r.tokens_out, latency_s=latency, cost_usd=cost, examples=examples, error=problem,
+            tokens_out=r.tokens_out, latency_s=latency, cost_usd=cost, priced=out.cached or self.priced,
+            examples=examples, error=problem,
             backend=self.backend.name, model=self.backend.model,
             request=None if out.cached else {"messages": c.messages, "params": c.params},
             response=None if (out.cached or problem) else {"text": r.text, "refusal": r.refusal,

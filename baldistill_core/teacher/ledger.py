@@ -106,6 +106,7 @@ class CallRecord:
     tokens_out: int = 0
     latency_s: float = 0.0
     cost_usd: float = 0.0
+    priced: bool = True     # False: paid at a price nobody knows (cost_usd 0 is then no figure)
     examples: int = 0
     error: str | None = None
     # to cache (only successful, non-cached replies)
@@ -142,9 +143,9 @@ def write_calls(conn: sqlite3.Connection, run_id: str | None, records: list[Call
                 rec.examples = 0
             conn.execute(
                 "INSERT INTO ledger(run_id, key, purpose, cached, ok, tokens_in, tokens_out, latency_s, cost_usd,"
-                " examples, error, at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " priced, examples, error, at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run_id, rec.key, rec.purpose, int(rec.cached), int(rec.ok), rec.tokens_in, rec.tokens_out,
-                 rec.latency_s, rec.cost_usd, rec.examples, rec.error, store.now()),
+                 rec.latency_s, rec.cost_usd, int(rec.priced), rec.examples, rec.error, store.now()),
             )
     return records
 
@@ -188,18 +189,34 @@ def counted_keys(conn: sqlite3.Connection, run_id: str | None, keys: list[str]) 
 
 
 def summary(conn: sqlite3.Connection, run_id: str | None = None) -> dict:
-    """Totals for a run (or, with ``run_id=None``, for the whole workspace), overall and by purpose."""
+    """Totals for a run (or, with ``run_id=None``, for the whole workspace), overall and by purpose.
+
+    ``unpriced_calls`` counts paid calls at an unknown price: ``cost_usd`` leaves them out, so a
+    report shows it as a lower bound (:func:`cost_text`)."""
     where, params = ("1=1", ()) if run_id is None else ("run_id = ?", (run_id,))
     cols = ("COUNT(*) AS calls, COALESCE(SUM(cached),0) AS cached_calls, COALESCE(SUM(1-ok),0) AS failed_calls,"
             " COALESCE(SUM(tokens_in),0) AS tokens_in, COALESCE(SUM(tokens_out),0) AS tokens_out,"
             " COALESCE(SUM(cost_usd),0) AS cost_usd, COALESCE(SUM(examples),0) AS examples,"
-            " COALESCE(SUM(latency_s),0) AS latency_s")
+            " COALESCE(SUM(latency_s),0) AS latency_s, COALESCE(SUM(1-priced),0) AS unpriced_calls")
     total = store.one(conn, f"SELECT {cols} FROM ledger WHERE {where}", params) or {}
     by = {r.pop("purpose"): r for r in store.rows(
         conn, f"SELECT purpose, {cols} FROM ledger WHERE {where} GROUP BY purpose", params)}
     total["cost_usd"] = round(float(total.get("cost_usd") or 0), 8)
     total["by_purpose"] = by
     return total
+
+
+def cost_text(spend: dict) -> str:
+    """``$0.0123``, or ``$0.0123 + 4 calls at an unknown price`` when some calls have no price.
+
+    >>> cost_text({"cost_usd": 0.5, "unpriced_calls": 0})
+    '$0.5000'
+    >>> cost_text({"cost_usd": 0.0, "unpriced_calls": 3})
+    '$0.0000 + 3 calls at an unknown price'
+    """
+    text = f"${float(spend.get('cost_usd') or 0):.4f}"
+    n = int(spend.get("unpriced_calls") or 0)
+    return text + (f" + {n} call{'s' if n != 1 else ''} at an unknown price" if n else "")
 
 
 # ---------------------------------------------------------------- budget

@@ -66,6 +66,8 @@ def price_for(teacher_cfg, table: dict) -> Price:
         return Price(0.0, 0.0, f"{teacher_cfg.backend} teacher: no paid calls")
     explicit = {"price_in_per_mtok", "price_out_per_mtok"} & teacher_cfg.model_fields_set
     if explicit == {"price_in_per_mtok", "price_out_per_mtok"}:
+        if teacher_cfg.price_in_per_mtok is None or teacher_cfg.price_out_per_mtok is None:
+            return Price(None, None, f"unknown: the run config gives no price for model {teacher_cfg.model!r}")
         return Price(teacher_cfg.price_in_per_mtok, teacher_cfg.price_out_per_mtok, "the run config's prices")
     row = table["models"].get(teacher_cfg.model.lower())
     if row is None:
@@ -76,9 +78,12 @@ def price_for(teacher_cfg, table: dict) -> Price:
 
 
 def with_prices(cfg, price: Price):
-    """A copy of the run config whose teacher prices are the resolved ones (the ledger then agrees)."""
-    if not price.known or cfg.teacher.backend in FREE_BACKENDS:
+    """A copy of the run config whose teacher prices are the resolved ones, so the ledger agrees with
+    the estimate: an unknown price becomes ``None`` (the ledger counts those calls as unpriced) rather
+    than staying at the config's default rates, which would be a guess."""
+    if cfg.teacher.backend in FREE_BACKENDS:
         return cfg
-    teacher = cfg.teacher.model_copy(update={"price_in_per_mtok": price.in_per_mtok,
-                                             "price_out_per_mtok": price.out_per_mtok})
+    update = {"price_in_per_mtok": price.in_per_mtok, "price_out_per_mtok": price.out_per_mtok}
+    teacher = cfg.teacher.model_copy(update=update)
+    teacher.model_fields_set.update(update)  # explicit from now on: a resumed run keeps the same figures
     return cfg.model_copy(update={"teacher": teacher})

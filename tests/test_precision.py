@@ -93,3 +93,23 @@ def test_ifd_scoring_stays_fp32_on_a_bf16_model_unless_asked():
     plain, _ = student.load_model(tiny_path())                 # an fp32 model never gains bf16 from the switch
     on_plain = engines.HFEngine(plain, tok, ifd_bf16=True)
     assert _linear_dtypes(plain, lambda: on_plain.ifd_scores(prompts, max_new_tokens=4, batch_size=2)) == {torch.float32}
+
+
+def test_threads_follow_what_runs_now_not_the_last_minute(monkeypatch):
+    """A sweep runs its cells back to back in one process: the run that just ended must not make the next
+    one single-threaded (the 1-minute load average remembers it), and a busy spell must not stick."""
+    from baldistill_core.student import threads
+
+    assert threads.runnable_others(read=lambda: "9.0 9.0 9.0 1/99 5") == 0.0    # busy a minute ago, idle now
+    monkeypatch.delenv("BALDISTILL_TORCH_THREADS", raising=False)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(threads, "runnable_others", lambda: 3.0)   # two other jobs busy on 2 cores
+        assert threads.configure_threads() == 1
+        monkeypatch.setattr(threads, "runnable_others", lambda: 0.0)   # quiet again (load average may still be 2+)
+        assert threads.configure_threads() == threads._DEFAULT
+        monkeypatch.setenv("BALDISTILL_TORCH_THREADS", "1")
+        assert threads.configure_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -67,3 +67,32 @@ def test_killed_sweep_resumes_without_redoing_or_paying_twice(tmp_path, capsys):
     assert store.one(conn, "SELECT COUNT(*) AS n FROM ledger")["n"] == ledger_rows
     assert main(["sweep", "--id", sw["id"], "--summary", "-w", str(ws.root)]) == 0
     assert "random_ft_cot    seeds 0,1: macro" in capsys.readouterr().out
+
+
+def test_cells_run_at_once_one_per_device(tmp_path, monkeypatch):
+    """On a machine with several GPUs a sweep's cells run as parallel workers, one per device
+    (CUDA_VISIBLE_DEVICES); here two 'devices' on the CPU stand in for them."""
+    from baldistill_core.workspace import open_workspace
+
+    ws, conn = open_workspace(tmp_path / "ws", bundled=False)
+    import_tiny(conn, tmp_path / "data")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))                      # the workers import this checkout
+    monkeypatch.setenv("BALDISTILL_SWEEP_DEVICES", "")
+    assert sweeps.parallel_devices() == []                           # set and empty: one after another
+    monkeypatch.setenv("BALDISTILL_SWEEP_DEVICES", "0, 1")
+    assert sweeps.parallel_devices() == ["0", "1"]
+    sid = sweeps.create(conn, tiny_config(method="random_ft_cot", budget=6, eval=dict(final_per_domain=2)), [0, 1])
+    said: list[str] = []
+    states = sweeps.execute(ws, conn, sid, echo=said.append, poll_s=0.2)
+    assert sorted(states.values()) == ["finished", "finished"], said
+    started = {}
+    for m in sweeps.members(conn, sid):
+        logs = runs.log_tail(conn, m["run_id"], 200)
+        first = next(r for r in logs if "worker" in r["message"] and "started" in r["message"])
+        started[m["seed"]] = (first["message"].rsplit("CUDA_VISIBLE_DEVICES=", 1)[-1].rstrip(")"), first["at"],
+                              logs[-1]["at"])
+    assert {d for d, *_ in started.values()} == {"0", "1"}             # each worker had its own device
+    (d0, s0, e0), (d1, s1, e1) = started[0], started[1]
+    assert s1 < e0 and s0 < e1                                        # and they ran at the same time
+    assert any("starting on device" in m for m in said)
+    assert main(["sweep", "--id", sid, "-w", str(ws.root)]) == 0     # again: both finished, nothing to run

@@ -150,9 +150,11 @@ def figures_for(ctx, *, probe: bool, budget_s: float) -> tuple[dict, dict | None
     done = None
     if probe and throughput.missing(cfg.student.model):
         pool = ctx.pool()
-        sample = full_examples(ctx, [e for d in sorted(pool) for e in pool[d][:1]][:4])
+        gen_batch = min(8, cfg.ifd.batch_size)  # evaluation and IFD decode in batches of ifd.batch_size
+        sample = full_examples(ctx, [e for d in sorted(pool) for e in pool[d][:1]][:gen_batch])
         try:
-            done = throughput.probe(cfg.student.model, cfg.student, ctx.view.prompts(sample), budget_s=budget_s)
+            done = throughput.probe(cfg.student.model, cfg.student, ctx.view.prompts(sample), budget_s=budget_s,
+                                    gen_batch=gen_batch)
         except Exception as e:  # a student that does not load here: the run would fail too; say why
             done = {"figures": {}, "seconds": 0.0, "skipped": [f"probe failed: {type(e).__name__}: {e}"]}
     t = cfg.teacher

@@ -97,7 +97,9 @@ def run_worker(ws, conn, run_id: str, *, api_key: str | None = None, echo=None) 
     hb = Heartbeat(ws.db_path, run_id)
     hb.start()
     try:
-        runs.log(conn, run_id, f"worker {os.getpid()} started ({configure_threads()} torch threads)")
+        dev = os.environ.get("CUDA_VISIBLE_DEVICES")
+        runs.log(conn, run_id, f"worker {os.getpid()} started ({configure_threads()} torch threads"
+                 + (f", CUDA_VISIBLE_DEVICES={dev})" if dev is not None else ")"))
         run = runs.get_run(conn, run_id)
         if run["status"] == "cancelling":
             raise Cancelled()

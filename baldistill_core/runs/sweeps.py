@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 
 from baldistill_core import store
@@ -99,17 +100,38 @@ def ensure_run(conn: sqlite3.Connection, runs_dir, sid: str, method: str, seed: 
     return run_id
 
 
-def execute(ws, conn: sqlite3.Connection, sid: str, *, echo=print, run_worker=None) -> dict[str, str]:
-    """Run every cell one after another; returns ``{run_id: state}``. Finished runs are skipped.
+def parallel_devices() -> list[str]:
+    """The devices a sweep spreads its cells over, one run per device at a time:
+    ``$BALDISTILL_SWEEP_DEVICES`` (e.g. ``0,1``; empty = none), else every CUDA GPU when there are
+    several. An empty list (a CPU, or one GPU) runs the cells one after another in this process."""
+    env = os.environ.get("BALDISTILL_SWEEP_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip()]
+    try:
+        import torch
+
+        n = torch.cuda.device_count()
+    except Exception:  # no torch, or a broken driver: run one after another
+        n = 0
+    return [str(i) for i in range(n)] if n > 1 else []
+
+
+def execute(ws, conn: sqlite3.Connection, sid: str, *, echo=print, run_worker=None,
+            devices: list[str] | None = None, poll_s: float = 1.0) -> dict[str, str]:
+    """Run every cell; returns ``{run_id: state}``. Finished runs are skipped.
 
     Seed by seed, every method within a seed: a sweep stopped part-way leaves whole seeds, each a
     complete paired comparison of the methods, rather than some methods with all seeds and others
-    with none."""
+    with none. With several ``devices`` (default :func:`parallel_devices`: the GPUs of a multi-GPU
+    machine) the cells run as worker processes at once, one per device (``CUDA_VISIBLE_DEVICES``);
+    each stays resumable on its own. Parallel cells share the teacher cache but may both pay for the
+    same request if they send it at the same moment; on a CPU they run one after another."""
     from baldistill_core.runs import jobs
 
-    run_worker = run_worker or jobs.run_worker
+    devices = parallel_devices() if devices is None else devices
     sw = get(conn, sid)
     states: dict[str, str] = {}
+    todo: list[str] = []
     for seed in sw["seeds"]:
         for method in sw["methods"]:
             rid = ensure_run(conn, ws.runs_dir, sid, method, seed)
@@ -118,10 +140,40 @@ def execute(ws, conn: sqlite3.Connection, sid: str, *, echo=print, run_worker=No
                 echo(f"{rid}: finished already, skipped")
             elif state == runs.RunStatus.AWAITING_REVIEW:
                 echo(f"{rid}: waiting for review of synthetic examples; approve them, then sweep again")
+            elif len(devices) > 1 and run_worker is None:
+                todo.append(rid)
             else:
                 echo(f"{rid}: {'resuming' if state != runs.RunStatus.CREATED else 'starting'} ({method}, seed {seed})")
-                run_worker(ws, conn, rid, echo=echo)
+                (run_worker or jobs.run_worker)(ws, conn, rid, echo=echo)
             states[rid] = runs.get_run(conn, rid)["state"]
+    if todo:
+        states.update(_execute_parallel(ws, conn, todo, devices, echo=echo, poll_s=poll_s))
+    return states
+
+
+def _execute_parallel(ws, conn, run_ids: list[str], devices: list[str], *, echo, poll_s: float) -> dict[str, str]:
+    """Worker processes for ``run_ids``, at most one per device at a time, polled until all have ended."""
+    import time
+
+    from baldistill_core.runs import jobs
+
+    pending, free = list(run_ids), list(devices)
+    busy: dict[str, tuple[str, object]] = {}   # device -> (run id, worker process)
+    states: dict[str, str] = {}
+    while pending or busy:
+        while pending and free:
+            rid, dev = pending.pop(0), free.pop(0)
+            echo(f"{rid}: starting on device {dev} (CUDA_VISIBLE_DEVICES={dev})")
+            busy[dev] = (rid, jobs.start_worker(ws, rid, env={"CUDA_VISIBLE_DEVICES": dev}))
+        time.sleep(poll_s)
+        for dev, (rid, proc) in list(busy.items()):
+            run = runs.get_run(conn, rid)
+            # a worker that found the run held by another live one exits at once: wait for that one
+            if proc.poll() is not None and not (run["status"] in runs.ACTIVE and run["worker_alive"]):
+                states[rid] = run["state"]
+                echo(f"{rid}: {states[rid]} (device {dev})")
+                del busy[dev]
+                free.append(dev)
     return states
 
 

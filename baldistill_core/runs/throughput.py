@@ -27,10 +27,12 @@ from pathlib import Path
 
 from baldistill_core.workspace import model_cache_dir
 
-# Used only when nothing was measured and no probe ran: SmolLM2-135M on this project's 2 CPU cores.
-DEFAULTS = {"load_s": 2.0, "gen_tok_s": 57.0, "ifd_tok_s": 45.0, "train_tok_s": 85.0, "train_overhead_s": 8.0,
-            "select_s": 1.0, "startup_s": 10.0}
-PROBED = ("load_s", "gen_tok_s", "train_tok_s")  # what the probe measures; the rest only a run measures
+# Used only when nothing was measured and no probe ran: SmolLM2-135M on this project's 2 CPU cores. Startup
+# and the training step's overhead were measured on the quiet machine (bench/estimate.py, 2026-12-07: 2.0 s and
+# 1.0 s); the earlier 10 s and 8 s came from a machine shared by several jobs.
+DEFAULTS = {"load_s": 2.0, "gen_tok_s": 57.0, "ifd_tok_s": 45.0, "train_tok_s": 85.0, "train_overhead_s": 2.0,
+            "select_s": 1.0, "startup_s": 3.0}
+PROBED = ("load_s", "gen_tok_s", "train_tok_s")  # what the probe must measure (it also gives train_overhead_s)
 DEFAULT_SOURCE = "default (SmolLM2-135M on 2 CPU cores; nothing measured on this machine yet)"
 DEFAULT_TEACHER_LATENCY_S = {"recorded": 0.002, "local": 5.0, "openai": 2.0}
 PROBE_BUDGET_S = 20.0
@@ -114,7 +116,8 @@ def missing(model: str) -> list[str]:
     return [k for k in PROBED if k not in have]
 
 
-def probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float = PROBE_BUDGET_S) -> dict:
+def probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float = PROBE_BUDGET_S,
+          gen_batch: int = 8) -> dict:
     """Measure this machine's throughput for ``model_name`` (see :func:`_probe`), torch threads as the worker's."""
     import torch
 
@@ -123,17 +126,23 @@ def probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float =
     before = torch.get_num_threads()
     try:
         configure_threads()  # one thread on a machine busier than its cores, as the worker will
-        return _probe(model_name, student_cfg, prompts, budget_s=budget_s)
+        return _probe(model_name, student_cfg, prompts, budget_s=budget_s, gen_batch=gen_batch)
     finally:
         torch.set_num_threads(before)
 
 
-def _probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float) -> dict:
+def _probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float, gen_batch: int = 8) -> dict:
     """Measure load, generation and training throughput of ``model_name`` in about ``budget_s`` seconds.
 
     Each phase starts only while time is left, so the probe stops near its budget; what it could
     not measure keeps its default. Returns ``{figures, seconds, skipped}`` and stores the figures.
     A built-in model not converted yet is not probed (the one-off conversion alone takes ~40 s).
+
+    Measured in the shapes the run uses, since a small probe of another shape was off by 2-3x on a
+    quiet machine (R52 CPU demo: generation probed at batch 2 read 2.6x slower than the run's batched
+    evaluation; a bare forward/backward loop read 1.6x faster than the Trainer): generation decodes
+    ``gen_batch`` prompts together, as evaluation and IFD scoring do, and training is one real
+    ``train_adapter`` step (Trainer, LoRA, save), which also gives the per-stage overhead.
     """
     t0 = time.perf_counter()
     out: dict[str, float] = {}
@@ -154,59 +163,70 @@ def _probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float)
     l0 = time.perf_counter()
     m, tok = student.load_model(path, quantization="none", cpu_bf16=bf16)
     out["load_s"] = time.perf_counter() - l0
-    batch = (prompts or ["Hello"])[:2]
+    prompts = prompts or ["Hello"]
+    batch = prompts[:max(1, gen_batch)]
     new = min(8, student_cfg.max_new_tokens)
-    if time.perf_counter() - t0 < budget_s * 0.5:
-        # Two decodes (1 and `new` tokens) split the prompt's prefill from the per-token cost, so the
+    if time.perf_counter() - t0 < budget_s * 0.35:
+        # Two decodes (1 and `new` tokens) split the batch's prefill from its per-step cost, so the
         # rate holds for the run's own max_new_tokens (a short probe alone would over-weight the prefill).
         g0 = time.perf_counter()
         greedy_decode(m, tok, batch, max_new_tokens=1, batch_size=len(batch))
         g1 = time.perf_counter()
         greedy_decode(m, tok, batch, max_new_tokens=new, batch_size=len(batch))
         g2 = time.perf_counter()
-        prefill = (g1 - g0) / len(batch)
-        per_token = max((g2 - g1) - (g1 - g0), 1e-6) / (max(new - 1, 1) * len(batch))
+        per_step = max((g2 - g1) - (g1 - g0), 1e-6) / max(new - 1, 1)
         full = student_cfg.max_new_tokens
-        out["gen_tok_s"] = full / (prefill + full * per_token)
+        out["gen_tok_s"] = len(batch) * full / ((g1 - g0) + full * per_step)
+        out["prefill_tok_s"] = sum(len(tok(p)["input_ids"]) for p in batch) / max(g1 - g0, 1e-6)
         out["ifd_tok_s"] = out["gen_tok_s"] * DEFAULTS["ifd_tok_s"] / DEFAULTS["gen_tok_s"]
     else:
         skipped.append("generation")
-    if time.perf_counter() - t0 < budget_s * 0.6:
-        out["train_tok_s"] = _train_probe(m, tok, student_cfg, batch, t0 + budget_s, bf16=bf16)
+    del m
+    n_train = _train_examples_that_fit(tok, prompts[:4], out.get("prefill_tok_s"), t0 + budget_s - time.perf_counter())
+    if n_train:
+        out.update(_train_probe(path, student_cfg, prompts[:n_train]))
     if not out.get("train_tok_s"):
         skipped.append("training")
-    out = {k: v for k, v in out.items() if v}
+    out = {k: v for k, v in out.items() if v and k != "prefill_tok_s"}
     out["probe_attempted"] = time.perf_counter() - t0
     record(model_name, out, f"probe ({time.perf_counter() - t0:.1f} s, load avg {os.getloadavg()[0]:.1f})")
     return {"figures": out, "seconds": time.perf_counter() - t0, "skipped": skipped}
 
 
-def _train_probe(m, tok, student_cfg, prompts: list[str], deadline: float, *, bf16: bool = False) -> float | None:
-    """Tokens per second of LoRA forward+backward+step on a batch like the run's (second step timed).
+def _train_examples_that_fit(tok, prompts: list[str], prefill_tok_s: float | None, left_s: float) -> int:
+    """How many examples (up to 4) the training step can take and still end within ``left_s``: a
+    step costs about 3.5 forwards (forward, backward, the LoRA update) of prompt + reply tokens,
+    timed by the generation phase's prefill rate, plus ~2 s of set-up and save. 0 = skip training."""
+    if not prefill_tok_s or left_s <= 0:
+        return 0
+    per_example = [len(tok(p)["input_ids"]) + 75 for p in prompts]  # + the filler reply (300 characters)
+    n = len(prompts)
+    while n and 2.0 + 3.5 * sum(per_example[:n]) / prefill_tok_s > left_s:
+        n -= 1
+    return n
 
-    With ``bf16`` the forward runs under CPU bf16 autocast, as the Trainer's ``bf16=True`` does."""
-    import contextlib
 
-    import torch
-    from peft import get_peft_model
+def _train_probe(path, student_cfg, prompts: list[str]) -> dict[str, float]:
+    """The run's own trainer on up to 4 examples (two optimiser steps when there are two or more, the
+    second one timed: a process's first step at a shape pays one-off set-up), giving the training
+    rate and the fixed cost around the loop (model load, LoRA wrap, tokenizing, saving) a stage pays."""
+    import tempfile
 
-    from baldistill_core.student.training import lora_config
+    from baldistill_core.student import training
 
-    model = get_peft_model(m, lora_config(student_cfg))
-    model.train()
-    enc = tok(prompts[: student_cfg.batch_size], return_tensors="pt", padding=True, truncation=True,
-              max_length=student_cfg.max_seq_len)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    rate, last = None, 0.0
-    for _ in range(3):
-        if time.perf_counter() + last > deadline:  # the next step would end past the budget
-            break
-        s0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-            loss = model(**enc, labels=enc["input_ids"]).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        last = time.perf_counter() - s0
-        rate = int(enc["attention_mask"].sum()) / max(last, 1e-6)
-    return rate
+    examples = [{"prompt": p, "completion": " " + p[-300:]} for p in prompts]  # the run's prompts, a reply's length
+    steps = 2 if len(examples) >= 2 else 1
+    cfg = student_cfg.model_copy(update={"batch_size": len(examples) // steps, "grad_accum": 1, "epochs": 1.0,
+                                         "accelerate_num_processes": 1})
+    marks: list[tuple[float, int]] = []
+    with tempfile.TemporaryDirectory(prefix="baldistill-probe-") as tmp:
+        w0 = time.perf_counter()
+        res = training.train_adapter(path, examples[:cfg.batch_size * steps], cfg, Path(tmp) / "adapter",
+                                     on_log=lambda e: marks.append((time.perf_counter(), int(e["tokens_seen"]))))
+        wall = time.perf_counter() - w0
+    if not res.tokens_seen or res.train_seconds <= 0:
+        return {}
+    rate = res.tokens_seen / res.train_seconds
+    if len(marks) >= 2 and marks[-1][0] > marks[-2][0] and marks[-1][1] > marks[-2][1]:
+        rate = (marks[-1][1] - marks[-2][1]) / (marks[-1][0] - marks[-2][0])
+    return {"train_tok_s": rate, "train_overhead_s": max(wall - res.train_seconds, 0.01)}

@@ -112,10 +112,10 @@ def main(argv=None) -> int:
     if not args.no_write:
         Path(args.out).write_text(text, encoding="utf-8")
         print(f"wrote {args.out}")
-    return print_results(summary, minutes)
+    return print_results(summary, minutes, planned=len(seeds) * len(methods))
 
 
-def print_results(summary: dict, minutes: float) -> int:
+def print_results(summary: dict, minutes: float, planned: int | None = None) -> int:
     gain = summary["diffs"].get("baldistill_a", {}).get("tail")
     halves = [r["ci"]["tail"].half_width for r in summary["rows"] if "tail" in r["ci"]]
     if gain is not None:
@@ -123,7 +123,11 @@ def print_results(summary: dict, minutes: float) -> int:
         print(f"RESULT tail_macro_gain_ci_low {100 * gain.low:+.1f} (target > 0)")
     if halves:
         print(f"RESULT tail_macro_ci_halfwidth {100 * max(halves):.1f} (target <= 6)")
-    print(f"RESULT reproduce_minutes {minutes:.1f} (target <= 90)")
+    done = sum(r["runs"] for r in summary["rows"])
+    print(f"RESULT reproduce_minutes {minutes:.1f} (target <= 90; {done} of {planned or done} runs)")
+    if planned and 0 < done < planned:
+        print(f"RESULT reproduce_minutes_projected {minutes / done * planned:.1f} (target <= 90; all {planned} runs "
+              f"at the measured mean)")
     return 0
 
 
@@ -148,6 +152,9 @@ def report(summary: dict, cfg, conn, minutes: float, cmd: str, seeds: list[int])
     head, tail = head_tail_groups(sizes)
     s = cfg.student
     metric = summary["metric"] or "-"
+    done = sorted(set().union(*[r["seeds"] for r in summary["rows"]])) if summary["rows"] else []
+    seed_text = ", ".join(map(str, done)) + ("" if done == list(seeds) else
+                                              f" (of the planned {', '.join(map(str, seeds))}: the others have not run)")
     lines = [
         "# Results: does balancing help? (R52, CPU scale, with 95% intervals)", "",
         f"Produced by `{cmd}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {minutes:.1f} min of runs.", "",
@@ -156,7 +163,7 @@ def report(summary: dict, cfg, conn, minutes: float, cmd: str, seeds: list[int])
         f"multi-stage methods (the one-stage baselines spend B at once); student `{s.model}` (preset {s.preset}, "
         f"LoRA r={s.lora_r}, lr {s.learning_rate:g}, {s.epochs:g} epoch(s) per stage, inputs clipped to "
         f"{s.max_input_tokens or 'no limit of'} tokens, bf16 autocast {'on where the CPU has it' if s.cpu_bf16 else 'off'}); "
-        f"teacher `{cfg.teacher.backend}`; seeds {', '.join(map(str, seeds))} (each seed draws its own test subset "
+        f"teacher `{cfg.teacher.backend}`; seeds {seed_text} (each seed draws its own test subset "
         f"of up to {cfg.eval.final_per_domain} items per domain, the same for every method of that seed).", "",
         f"Scores: {metric} ({'macro-F1 over labels, micro-F1, and mean per-topic F1 of the head and tail' if metric == 'f1' else 'accuracy'}), "
         "in percent, mean over seeds; brackets are 95% bootstrap intervals over seeds and test items "

@@ -263,3 +263,24 @@ def test_unknown_price_reaches_the_run_as_unknown_and_old_ledgers_gain_the_colum
     s = ledger.summary(c, "r")
     assert s["unpriced_calls"] == 0 and s["cost_usd"] == 0.5        # old rows count as priced
     c.close()
+
+
+def test_a_busy_probe_is_flagged_and_probed_again_once_the_machine_is_free(tiny, own_store, monkeypatch):
+    """A probe taken while other jobs held every core undercounts the machine (one read 3 h for a 7-minute
+    run): the estimate says so, and the probe's figures (not a run's) are measured again once it is free."""
+    from baldistill_core.student import threads
+
+    ws, conn, _ = tiny
+    monkeypatch.setattr(throughput.os, "cpu_count", lambda: 2)
+    throughput.record("tiny-llama-test", {"gen_tok_s": 5.0, "train_tok_s": 9.0, "probe_attempted": 3.0,
+                                          "probe_busy": 3.0}, "probe (3.0 s, load avg 4.9, 3 other jobs runnable)")
+    monkeypatch.setattr(threads, "runnable_others", lambda: 3.0)          # still busy: nothing to gain now
+    assert throughput.missing("tiny-llama-test") == [] and throughput.probed_busy("tiny-llama-test") == 3.0
+    est = estimate.estimate_run(conn, tiny_config(), ws_root=ws.root)
+    assert est.probe is None and any("kept every core busy" in w for w in est.warnings)
+    monkeypatch.setattr(threads, "runnable_others", lambda: 0.0)          # free now
+    assert throughput.missing("tiny-llama-test") == ["gen_tok_s", "train_tok_s"]   # load_s was seeded, not probed
+    res = throughput.probe("tiny-llama-test", tiny_config().student, ["Add 1 + 2."] * 2, budget_s=20)
+    assert "probe_busy" not in res["figures"] and throughput.probed_busy("tiny-llama-test") is None
+    assert throughput.missing("tiny-llama-test") == []
+    assert throughput.stored("tiny-llama-test")["gen_tok_s"]["value"] != 5.0

@@ -218,6 +218,9 @@ def estimate_run(conn, cfg, *, ws_root=None, probe: bool = True, tokenizer=None,
     warnings = [w for w in (known_zero(cfg), None if price.known else f"teacher price {price.source}") if w]
     if probed and probed.get("skipped"):
         warnings.append(f"throughput probe skipped {', '.join(probed['skipped'])}: defaults used there")
+    if (busy := throughput.probed_busy(cfg.student.model)) and any(v[1].startswith("probe") for v in fig.values()):
+        warnings.append(f"the student's speed was probed while {busy:g} other jobs kept every core busy: times may "
+                        f"be several times too long (probed again once the machine is free, replaced by a run's own)")
     return Estimate(steps, asdict(price) | {"table": table["path"], "date": table["date"]},
                     {k: v[1] for k, v in fig.items()}, warnings, probed)
 

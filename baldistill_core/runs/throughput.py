@@ -27,11 +27,11 @@ from pathlib import Path
 
 from baldistill_core.workspace import model_cache_dir
 
-# Used only when nothing was measured and no probe ran: SmolLM2-135M on this project's 2 CPU cores. Startup
-# and the training step's overhead were measured on the quiet machine (bench/estimate.py, 2026-12-07: 2.0 s and
-# 1.0 s); the earlier 10 s and 8 s came from a machine shared by several jobs.
+# Used only when nothing was measured and no probe ran: SmolLM2-135M on this project's 2 CPU cores. Startup,
+# selection and the training step's overhead were measured on the quiet machine (bench/estimate.py,
+# 2026-12-07: 2.0 s, 0.02 s and 1.0 s); the earlier 10 s, 1 s and 8 s came from a machine shared by several jobs.
 DEFAULTS = {"load_s": 2.0, "gen_tok_s": 57.0, "ifd_tok_s": 45.0, "train_tok_s": 85.0, "train_overhead_s": 2.0,
-            "select_s": 1.0, "startup_s": 3.0}
+            "select_s": 0.1, "startup_s": 3.0}
 PROBED = ("load_s", "gen_tok_s", "train_tok_s")  # what the probe must measure (it also gives train_overhead_s)
 DEFAULT_SOURCE = "default (SmolLM2-135M on 2 CPU cores; nothing measured on this machine yet)"
 DEFAULT_TEACHER_LATENCY_S = {"recorded": 0.002, "local": 5.0, "openai": 2.0}
@@ -108,8 +108,30 @@ def record_teacher(backend: str, model: str, concurrency: int, latency_s: float,
     record("_teacher", {teacher_key(backend, model, concurrency): latency_s}, source)
 
 
+def forget(model: str, keys: list[str]) -> None:
+    data = _read()
+    row = data.get(machine_key(), {}).get(model, {})
+    if any(row.pop(k, None) is not None for k in keys):
+        _write(data)
+
+
+def probed_busy(model: str) -> float | None:
+    """Other runnable jobs seen by this model's last probe when they held every core (else None): its
+    figures then undercount this machine, as a probe at load 4.9 that read 3 h for a 7-minute run did."""
+    b = stored(model).get("probe_busy")
+    return b["value"] if b and b["value"] >= (os.cpu_count() or 1) else None
+
+
 def missing(model: str) -> list[str]:
+    """Probed figures to measure (again) before an estimate: the missing ones, and those a busy probe
+    measured, once the machine is free enough for a fair reading."""
+    from baldistill_core.student.threads import runnable_others
+
     have = stored(model)
+    if probed_busy(model) and runnable_others() < (os.cpu_count() or 1):
+        again = [k for k in PROBED if k in have and have[k]["source"].startswith("probe")]
+        if again:
+            return again
     tried = have.get("probe_attempted")
     if tried and time.time() - tried["at"] < REPROBE_AFTER_S:  # a probe ran out of budget lately: use defaults
         return []
@@ -148,6 +170,9 @@ def _probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float,
     out: dict[str, float] = {}
     skipped: list[str] = []
     from baldistill_core.student import model as student
+    from baldistill_core.student.threads import runnable_others
+
+    busy = runnable_others()
 
     if model_name in student._BUILTIN and not student._is_complete(
             model_cache_dir() / model_name, student._BUILD_VERSION.get(model_name, "1")):
@@ -189,7 +214,12 @@ def _probe(model_name: str, student_cfg, prompts: list[str], *, budget_s: float,
         skipped.append("training")
     out = {k: v for k, v in out.items() if v and k != "prefill_tok_s"}
     out["probe_attempted"] = time.perf_counter() - t0
-    record(model_name, out, f"probe ({time.perf_counter() - t0:.1f} s, load avg {os.getloadavg()[0]:.1f})")
+    if busy:  # read before the probe's own compute (its torch threads would count after it)
+        out["probe_busy"] = busy
+    else:
+        forget(model_name, ["probe_busy"])
+    record(model_name, out, f"probe ({time.perf_counter() - t0:.1f} s, load avg {os.getloadavg()[0]:.1f}, "
+                            f"{busy:g} other jobs runnable)")
     return {"figures": out, "seconds": time.perf_counter() - t0, "skipped": skipped}
 
 

@@ -8,6 +8,11 @@ the server process's resident memory, and for plotly the lasso round trip (the o
 page can read back: the raster has none, and Embedding Atlas selects in the browser's DuckDB and returns a
 SQL predicate, not timed here).
 
+Measured here (2026-12-07): Embedding Atlas 0.26.0's Streamlit component draws nothing offline. Its
+page loads DuckDB-WASM from cdn.jsdelivr.net at run time ("Failed to execute 'importScripts' ... The script
+at 'https://cdn.jsdelivr.net/npm/@duckdb/duckdb-wasm@..."), and this studio runs with no network but the
+package registries (and must run air-gapped), so it is reported as FAILED with that browser error.
+
 datashader and embedding-atlas are not studio dependencies. Install them beside the studio without touching
 ``.venv`` (embedding-atlas pulls litellm, fastapi, duckdb, …), then run this script with that interpreter:
 
@@ -69,7 +74,7 @@ PAGES = {
         names = [f"dom{i:02d}" for i in range(int(d["g"].max()) + 1)]
         df = pd.DataFrame({"id": np.arange(len(d["x"])), "x": d["x"], "y": d["y"],
                            "domain": pd.Categorical.from_codes(d["g"], names).astype(str)})
-        value = embedding_atlas(df, x="x", y="y", show_table=False)
+        value = embedding_atlas(df, x="x", y="y", row_id="id")
     """,
 }
 NEEDS = {"plotly": "plotly", "datashader": "datashader", "embedding_atlas": "embedding_atlas"}
@@ -128,7 +133,7 @@ class Served:
         self.log.close()
 
 
-def measure(renderer: str, data: Path, tmp: Path, timeout_s: float = 300) -> dict:
+def measure(renderer: str, data: Path, tmp: Path, timeout_s: float = 120) -> dict:
     from playwright.sync_api import sync_playwright
 
     from conftest import CHROMIUM, CHROMIUM_FLAGS, wait_for_app
@@ -153,13 +158,21 @@ def measure(renderer: str, data: Path, tmp: Path, timeout_s: float = 300) -> dic
                 ws.on("framesent", lambda f: ws_out.append(len(f)))
             page.on("websocket", watch)
             page.on("requestfinished", lambda r: http.append(max(0, r.sizes().get("responseBodySize", 0))))
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             t0 = time.perf_counter()
             page.goto(app.url)
             wait_for_app(page)
+            if page.locator('[data-testid="stException"]').count():
+                raise RuntimeError(page.locator('[data-testid="stException"]').first.inner_text()[:1000])
             if renderer in DRAWN:
                 page.locator(DRAWN[renderer]).first.wait_for(timeout=timeout_s * 1000)
             else:  # a custom component draws inside its iframe
-                page.frame_locator("iframe").first.locator("canvas").first.wait_for(timeout=timeout_s * 1000)
+                try:
+                    page.frame_locator("iframe").first.locator("canvas").first.wait_for(timeout=timeout_s * 1000)
+                except Exception:
+                    raise RuntimeError(f"nothing drawn in {timeout_s:.0f} s; browser errors: "
+                                       + " | ".join(e[:240] for e in errors if "ErrorEvent" not in e)[:900]) from None
             wait_for_app(page)
             out["first_draw_s"] = time.perf_counter() - t0
             if page.locator('[data-testid="stException"]').count():

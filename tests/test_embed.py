@@ -189,3 +189,26 @@ def test_cluster_names_skip_format_words_shared_by_most_clusters():
     words = {w for n in names.values() for w in n.split(" · ")}
     assert not words & {"question", "choice", "choices", "fits"}, names
     assert names[0] in ("barrels · crude", "crude · oil", "barrels · oil", "crude · barrels")
+
+
+def test_umap_compiles_once_per_machine_not_per_process(tmp_path):
+    """umap-learn's numba functions are imported with numba's disk cache on, so a new process (each
+    `baldistill embed`, each server start) loads them instead of compiling them again; the numba
+    decorators are left as they were, and the layout is the same in a second process."""
+    import subprocess
+    import sys
+
+    import numba
+
+    before = (numba.njit, numba.jit)
+    umap = clusters.import_umap()
+    import umap.distances
+
+    assert type(umap.distances.euclidean._cache).__name__ == "FunctionCache"   # not NullCache
+    assert (numba.njit, numba.jit) == before
+    code = ("import numpy as np; from baldistill_core.map import clusters; from baldistill_core.config import MapConfig;"
+            "x = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32);"
+            "print(clusters.umap_layout(x, MapConfig()).round(4).tobytes().hex())")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                           check=True).stdout.strip() for _ in range(2)}
+    assert len(outs) == 1 and outs != {""}

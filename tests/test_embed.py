@@ -212,3 +212,15 @@ def test_umap_compiles_once_per_machine_not_per_process(tmp_path):
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
                            check=True).stdout.strip() for _ in range(2)}
     assert len(outs) == 1 and outs != {""}
+
+
+def test_a_map_with_nothing_to_embed_says_so(empty_ws, tmp_path):
+    """Texts TF-IDF finds no words in (numbers, codes) would be laid out as identical points: the map is
+    refused with the fix (MiniLM) instead of drawing a meaningless picture."""
+    from baldistill_core.errors import DataError
+
+    _, conn = empty_ws
+    rows = [dict(id=f"n{i}", input=f"{i * 7} {i % 13} 42", answer="x") for i in range(60)]
+    import_toy(conn, tmp_path, name="codes", rows=rows)
+    with pytest.raises(DataError, match="nothing to go on in 60 of 60 texts.*MiniLM"):
+        embed.compute_bundle(conn, "codes", "tfidf")

@@ -334,6 +334,11 @@ def compute_bundle(conn, dataset: str, embedder: str = "minilm", *, cfg: MapConf
     say(f"Embedding {len(texts)} texts with {embedder}…")
     model = model or get_embedder(embedder, cfg)
     emb = model.encode(texts, progress=progress)
+    empty = int((~np.any(emb != 0, axis=1)).sum())
+    if len(texts) >= 50 and empty > len(texts) // 2:  # a map of identical points says nothing
+        raise DataError(f"the {embedder} embedder found nothing to go on in {empty:,} of {len(texts):,} texts of "
+                        f"{dataset!r} (TF-IDF keeps words of two or more letters, minus English stop words); "
+                        "use the MiniLM embedder for this dataset")
     say("Laying out the map (UMAP)…")
     coords = clusters_mod.umap_layout(emb, cfg)
     say("Finding clusters (HDBSCAN)…")

@@ -242,9 +242,15 @@ def _train_probe(path, student_cfg, prompts: list[str]) -> dict[str, float]:
     rate and the fixed cost around the loop (model load, LoRA wrap, tokenizing, saving) a stage pays."""
     import tempfile
 
+    import datasets  # noqa: F401 - imports are no part of a stage's overhead: a worker imports them once
+    import trl  # noqa: F401
+
     from baldistill_core.student import training
 
-    examples = [{"prompt": p, "completion": " " + p[-300:]} for p in prompts]  # the run's prompts, a reply's length
+    from baldistill_core.task.prompts import training_completion
+
+    # the run's prompts with a completion of a reply's length, in the training completion's own form
+    examples = [{"prompt": p, "completion": training_completion(p[-300:].strip(), "x")} for p in prompts]
     steps = 2 if len(examples) >= 2 else 1
     cfg = student_cfg.model_copy(update={"batch_size": len(examples) // steps, "grad_accum": 1, "epochs": 1.0,
                                          "accelerate_num_processes": 1})

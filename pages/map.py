@@ -81,39 +81,48 @@ elif len(md) > max_points:
     st.caption(f"Showing a stratified sample of {max_points:,} of {len(md):,} points: every point of the smaller "
                "(tail) domains, a seeded sample of the largest. Counts in the legend are of the drawn points. "
                "Select a region and zoom in to see all of its points.")
-event = st.plotly_chart(map_view.cached_figure(dataset, h, embedder, color_by, max_points, box),
-                        key=f"map_{dataset}_{embedder}_{color_by}_{box}",
-                        on_select="rerun", selection_mode=("lasso", "box"), width="stretch")
-picked = map_view.selected_indices(event)
-if picked and box is None and len(md) > max_points:
-    if st.button("Show this region at full detail", icon=":material/zoom_in:"):
-        st.session_state[zoom_key] = map_view.selection_box(md, picked)
-        st.rerun()
 
-if picked:
-    st.subheader(f"{len(picked):,} selected")
-    left, right = st.columns([1, 2])
-    with left:
-        st.caption("Domain mix of the selection")
-        st.plotly_chart(map_view.mix_chart(md, picked), width="stretch", key="mix")
-    with right:
-        page_size = 50
-        n_pages = max(1, -(-len(picked) // page_size))
-        page = st.number_input(f"Page (of {n_pages})", min_value=1, max_value=n_pages, value=1, key="map_sel_page",
-                               help="Texts are read for the listed page only.") if n_pages > 1 else 1
-        table = map_view.selection_table(md, picked, int(page) - 1, page_size)
-        sel = st.dataframe(table, width="stretch", hide_index=True, height=420, on_select="rerun",
-                           selection_mode="single-row", key="map_selection_table")
-        rows = sel.selection.rows if sel is not None else []
-        if rows and rows[0] < len(table):  # the clicked row, in full
-            r = table.iloc[rows[0]]
-            with st.container(border=True):
-                st.caption(f"`{r['id']}` · domain **{r['domain']}** · cluster {r['cluster']}")
-                st.text(r["text"])
-        else:
-            st.caption("Click a row's left edge to open that example in full.")
-else:
-    st.caption("Nothing selected yet.")
+
+@st.fragment
+def chart_and_selection() -> None:
+    """The chart and what a lasso selects. A fragment: a selection reruns this part only, not the page
+    above it (measured: bench/map_browser.py, lasso round trip)."""
+    event = st.plotly_chart(map_view.cached_figure(dataset, h, embedder, color_by, max_points, box),
+                            key=f"map_{dataset}_{embedder}_{color_by}_{box}",
+                            on_select="rerun", selection_mode=("lasso", "box"), width="stretch")
+    picked = map_view.selected_indices(event)
+    if picked and box is None and len(md) > max_points:
+        if st.button("Show this region at full detail", icon=":material/zoom_in:"):
+            st.session_state[zoom_key] = map_view.selection_box(md, picked)
+            st.rerun()
+
+    if picked:
+        st.subheader(f"{len(picked):,} selected")
+        left, right = st.columns([1, 2])
+        with left:
+            st.caption("Domain mix of the selection")
+            st.plotly_chart(map_view.mix_chart(md, picked), width="stretch", key="mix")
+        with right:
+            page_size = 50
+            n_pages = max(1, -(-len(picked) // page_size))
+            page = st.number_input(f"Page (of {n_pages})", min_value=1, max_value=n_pages, value=1, key="map_sel_page",
+                                   help="Texts are read for the listed page only.") if n_pages > 1 else 1
+            table = map_view.selection_table(md, picked, int(page) - 1, page_size)
+            sel = st.dataframe(table, width="stretch", hide_index=True, height=420, on_select="rerun",
+                               selection_mode="single-row", key="map_selection_table")
+            rows = sel.selection.rows if sel is not None else []
+            if rows and rows[0] < len(table):  # the clicked row, in full
+                r = table.iloc[rows[0]]
+                with st.container(border=True):
+                    st.caption(f"`{r['id']}` · domain **{r['domain']}** · cluster {r['cluster']}")
+                    st.text(r["text"])
+            else:
+                st.caption("Click a row's left edge to open that example in full.")
+    else:
+        st.caption("Nothing selected yet.")
+
+
+chart_and_selection()
 
 if not map_view.has_domains(dataset):
     st.subheader("Use clusters as domains")

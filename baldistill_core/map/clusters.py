@@ -45,6 +45,19 @@ def sample_index(n: int, k: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
 
 
+def check_embedded(emb: np.ndarray, embedder: str, dataset: str) -> None:
+    """Refuse to lay out a map where most texts embedded to nothing (all-zero rows): their points would
+    all coincide, a picture that says nothing. TF-IDF gives zeros to a text with no word it keeps."""
+    n = len(emb)
+    empty = int((~np.any(np.asarray(emb) != 0, axis=1)).sum()) if n else 0
+    if n >= 50 and empty > n // 2:
+        from baldistill_core.errors import DataError
+
+        raise DataError(f"the {embedder} embedder found nothing to go on in {empty:,} of {n:,} texts of "
+                        f"{dataset!r} (TF-IDF keeps words of two or more letters, minus English stop words); "
+                        "use the MiniLM embedder for this dataset")
+
+
 _UMAP_IMPORT = threading.Lock()
 
 

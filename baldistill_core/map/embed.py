@@ -19,9 +19,9 @@ from typing import Callable, Protocol
 import numpy as np
 
 from baldistill_core.errors import ConfigError, DataError
-from baldistill_core.map import clusters as clusters_mod
 from baldistill_core import store
 from baldistill_core.data import loading as data
+from baldistill_core.map import clusters as clusters_mod
 from baldistill_core.config import MapConfig
 
 Progress = Callable[[int, int], None]
@@ -334,11 +334,7 @@ def compute_bundle(conn, dataset: str, embedder: str = "minilm", *, cfg: MapConf
     say(f"Embedding {len(texts)} texts with {embedder}…")
     model = model or get_embedder(embedder, cfg)
     emb = model.encode(texts, progress=progress)
-    empty = int((~np.any(emb != 0, axis=1)).sum())
-    if len(texts) >= 50 and empty > len(texts) // 2:  # a map of identical points says nothing
-        raise DataError(f"the {embedder} embedder found nothing to go on in {empty:,} of {len(texts):,} texts of "
-                        f"{dataset!r} (TF-IDF keeps words of two or more letters, minus English stop words); "
-                        "use the MiniLM embedder for this dataset")
+    clusters_mod.check_embedded(emb, embedder, dataset)
     say("Laying out the map (UMAP)…")
     coords = clusters_mod.umap_layout(emb, cfg)
     say("Finding clusters (HDBSCAN)…")
@@ -397,8 +393,7 @@ def map_data(conn, ws, dataset: str, embedder: str = "minilm", *, progress: Prog
 
 def write_shipped_bundle(conn, ws, dataset: str, embedder: str = "minilm") -> Path:
     """Copy the cached bundle into ``assets/datasets/<name>/embeddings/<embedder>/`` (for demos)."""
-    d = _dataset_or_error(conn, dataset)
-    src = cache_folder(ws, d["content_hash"], embedder)
+    src = cache_folder(ws, _dataset_or_error(conn, dataset)["content_hash"], embedder)
     if read_meta(src) is None:
         raise ConfigError(f"no cached map for {dataset!r} with {embedder}; run `baldistill embed {dataset}` first")
     MapBundle.load(src).save(bundle_folder(dataset, embedder))

@@ -47,6 +47,7 @@ from baldistill_core.workspace import open_workspace  # noqa: E402
 
 METHODS = ["random_ft_cot", "balance_ft_cot", "baldistill_n", "baldistill_a"]
 REFERENCE = "random_ft_cot"
+BALANCED = "balance_ft_cot"
 QUICK = ["student.model=tiny-llama-test", "student.preset=test-tiny", "budget=8", "eval.final_per_domain=1",
          "student.max_new_tokens=8", "student.epochs=1",
          "student.cpu_bf16=false", "ifd.candidate_cap_per_domain=1"]
@@ -107,7 +108,9 @@ def main(argv=None) -> int:
             return 1
     summary = significance.group_summary(conn, sid, reference=REFERENCE)
     minutes = sum(m.get("seconds", 0.0) for r, m in meta.items() if r.startswith(sid)) / 60
-    text = report(summary, cfg, conn, minutes, _command(args, root), seeds)
+    # Is it the stages and IFD, or balancing alone? The same runs paired against plain balancing.
+    balanced = (significance.group_summary(conn, sid, reference=BALANCED) if BALANCED in methods else None)
+    text = report(summary, cfg, conn, minutes, _command(args, root), seeds, balanced=balanced)
     print(text)
     if not args.no_write:
         Path(args.out).write_text(text, encoding="utf-8")
@@ -144,7 +147,7 @@ def _pts(iv) -> str:
     return f"{100 * iv.value:+.1f} [{100 * iv.low:+.1f}, {100 * iv.high:+.1f}]"
 
 
-def report(summary: dict, cfg, conn, minutes: float, cmd: str, seeds: list[int]) -> str:
+def report(summary: dict, cfg, conn, minutes: float, cmd: str, seeds: list[int], balanced: dict | None = None) -> str:
     from baldistill_core import store
     from baldistill_core.evaluation.evaluate import head_tail_groups
 
@@ -182,10 +185,23 @@ def report(summary: dict, cfg, conn, minutes: float, cmd: str, seeds: list[int])
             lines.append(f"| {method_label(meth)} | " + " | ".join(_pts(d[k]) if k in d else "-"
                                                               for k in ("macro", "micro", "head", "tail")) + " |")
     lines += ["", *_reading(summary, ref)]
+    if balanced and balanced["diffs"]:
+        bref = method_label(balanced["reference"])
+        lines += ["", f"The same runs paired against {bref} instead (does the multi-stage, IFD-guided part add "
+                      "anything to balancing alone?):", "",
+                  "| method | macro | micro | head | tail |", "|---|---:|---:|---:|---:|"]
+        for meth, d in balanced["diffs"].items():
+            if meth != REFERENCE:
+                lines.append(f"| {method_label(meth)} | " + " | ".join(_pts(d[k]) if k in d else "-"
+                                                                  for k in ("macro", "micro", "head", "tail")) + " |")
+        lines += ["", *_reading({**balanced, "diffs": {m: d for m, d in balanced["diffs"].items() if m != REFERENCE}},
+                                bref, null="the stages and IFD-guided picks added nothing measurable to balancing alone",
+                                limits=False)]
     return "\n".join(lines) + "\n"
 
 
-def _reading(summary: dict, ref: str | None) -> list[str]:
+def _reading(summary: dict, ref: str | None, *, null: str = "balancing did not measurably help here",
+             limits: bool = True) -> list[str]:
     """What the numbers show and what they do not, computed from the intervals (not hand-written)."""
     out = []
     if not summary["diffs"]:
@@ -201,11 +217,11 @@ def _reading(summary: dict, ref: str | None) -> list[str]:
                    + ", with the whole 95% interval above zero.")
     else:
         out.append(f"What this shows: no method is ahead of {ref} on any score by more than the noise at this scale; "
-                   "balancing did not measurably help here.")
+                   f"{null}.")
     if behind:
         out.append("It is behind on: " + "; ".join(f"{method_label(m)} on {LABELS[k]}" for m, k in behind) + ".")
     halves = [r["ci"]["tail"].half_width for r in summary["rows"] if "tail" in r["ci"]]
-    if halves:
+    if halves and limits:
         out.append("")
         out.append(f"What it does not show: effects smaller than the intervals. A single method's tail interval is "
                    f"up to ±{100 * max(halves):.1f} points wide: R52's tail topics have few test stories (several "

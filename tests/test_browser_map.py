@@ -38,6 +38,8 @@ def test_map_payload_has_no_text_and_a_lasso_lists_the_rows(served_app, page, br
     t1 = time.perf_counter()
     page.mouse.up()
     page.wait_for_selector('h3:has-text("selected")', timeout=60_000)
+    # the listing reruns as a fragment: its heading and its table arrive as separate updates
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=60_000)
     wait_for_app(page)
     lasso_s = time.perf_counter() - t1
     assert page.locator('[data-testid="stException"]').count() == 0

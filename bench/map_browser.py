@@ -33,6 +33,20 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def open_page(browser, timeout_s: float):
+    """A 1400x1000 page whose websocket frames are counted: ``(page, bytes received, bytes sent)`` lists."""
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.set_default_timeout(timeout_s * 1000)
+    received: list[int] = []
+    sent: list[int] = []
+
+    def watch(ws):
+        ws.on("framereceived", lambda f: received.append(len(f)))
+        ws.on("framesent", lambda f: sent.append(len(f)))
+    page.on("websocket", watch)
+    return page, received, sent
+
+
 def measure(workspace: Path, dataset: str, *, lasso: bool = False, log_dir: Path | None = None,
             timeout_s: float = 600.0) -> dict:
     """Serve ``app.py`` on ``workspace`` and load ``/map?dataset=...`` once (optionally lasso once)."""
@@ -46,15 +60,7 @@ def measure(workspace: Path, dataset: str, *, lasso: bool = False, log_dir: Path
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            page.set_default_timeout(timeout_s * 1000)
-            frames: list[int] = []
-            sent: list[int] = []
-
-            def watch(ws):
-                ws.on("framereceived", lambda f: frames.append(len(f)))
-                ws.on("framesent", lambda f: sent.append(len(f)))
-            page.on("websocket", watch)
+            page, frames, sent = open_page(browser, timeout_s)
             t0 = time.perf_counter()
             page.goto(f"{app.url}/map?dataset={dataset}")
             wait_for_app(page)

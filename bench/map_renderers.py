@@ -38,6 +38,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
+# the served pages import this checkout (studio_ui, baldistill_core)
+os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
 
 PAGES = {
     "plotly": """
@@ -94,69 +96,23 @@ def points(n: int, seed: int, path: Path) -> None:
     np.savez(path, x=xy[:, 0], y=xy[:, 1], g=g)
 
 
-class Served:
-    """``streamlit run`` of one renderer's page (no workspace: the page reads the points file)."""
-
-    def __init__(self, script: Path, log: Path):
-        import subprocess
-
-        from conftest import _free_port
-
-        self.port = _free_port()
-        self.url = f"http://localhost:{self.port}"
-        self.log = open(log, "w")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(self.port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-             "--server.maxMessageSize", "1000"],
-            cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        import urllib.request
-
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"streamlit did not start; see {log}")
-
-    def stop(self) -> None:
-        import signal
-
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=15)
-        except Exception:
-            pass
-        self.log.close()
-
-
 def measure(renderer: str, data: Path, tmp: Path, timeout_s: float = 120) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from conftest import CHROMIUM, CHROMIUM_FLAGS, wait_for_app
-    from map_browser import _lasso, _rss_mb
+    from conftest import CHROMIUM, CHROMIUM_FLAGS, ServedApp, wait_for_app
+    from map_browser import _lasso, _rss_mb, open_page
 
     script = tmp / f"{renderer}_page.py"
     script.write_text(f"DATA = {str(data)!r}\n" + textwrap.dedent(PAGES[renderer]))
-    app = Served(script, tmp / f"{renderer}.log")
+    # no workspace is read: the page reads the points file
+    app = ServedApp(tmp, tmp / f"{renderer}.log", script=script, extra_args=["--server.maxMessageSize", "1000"])
     out: dict = {}
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_FLAGS, "--enable-unsafe-swiftshader"],
                                         headless=True)
-            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            page.set_default_timeout(timeout_s * 1000)
-            ws_in: list[int] = []
-            ws_out: list[int] = []
+            page, ws_in, ws_out = open_page(browser, timeout_s)
             http: list[int] = []
-
-            def watch(ws):
-                ws.on("framereceived", lambda f: ws_in.append(len(f)))
-                ws.on("framesent", lambda f: ws_out.append(len(f)))
-            page.on("websocket", watch)
             page.on("requestfinished", lambda r: http.append(max(0, r.sizes().get("responseBodySize", 0))))
             errors: list[str] = []
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

@@ -66,9 +66,10 @@ def _free_port() -> int:
 
 
 class ServedApp:
-    """`streamlit run app.py` on a free localhost port against its own workspace."""
+    """`streamlit run app.py` (or ``script``, e.g. a bench's page) on a free localhost port against its own
+    workspace; ``extra_args`` go to streamlit."""
 
-    def __init__(self, workspace: Path, log_path: Path):
+    def __init__(self, workspace: Path, log_path: Path, *, script: Path | None = None, extra_args=()):
         import subprocess
         import sys
 
@@ -78,8 +79,9 @@ class ServedApp:
         env = dict(os.environ, BALDISTILL_WORKSPACE=str(workspace))
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port", str(self.port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            [sys.executable, "-m", "streamlit", "run", str(script or REPO / "app.py"), "--server.port", str(self.port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+             *extra_args],
             cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self._wait_healthy()

@@ -197,7 +197,6 @@ def start(ws, conn: sqlite3.Connection, cfg: RunConfig, seeds: list[int], method
 
     ``api_key`` (typed in the UI) reaches the sweep process's environment only, as ``jobs.submit`` does
     for a single run. Returns ``(sweep id, run ids, process)``."""
-    import os
     import subprocess
     import sys
     from pathlib import Path

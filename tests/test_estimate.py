@@ -284,3 +284,35 @@ def test_a_busy_probe_is_flagged_and_probed_again_once_the_machine_is_free(tiny,
     assert "probe_busy" not in res["figures"] and throughput.probed_busy("tiny-llama-test") is None
     assert throughput.missing("tiny-llama-test") == []
     assert throughput.stored("tiny-llama-test")["gen_tok_s"]["value"] != 5.0
+
+
+def test_a_first_run_pays_building_the_model_once_and_the_next_startup_does_not(tiny, tmp_path, monkeypatch):
+    import psutil
+
+    from baldistill_core.runs.context import tokenizer_loader
+    from baldistill_core.student import model
+
+    ws, conn, _ = tiny
+    cfg = tiny_config()
+    tok = tokenizer_loader(cfg.student.model)()  # built in this machine's cache
+
+    def startup(e):
+        return next(s for s in e.steps if s.step == "startup")
+
+    built = estimate.estimate_run(conn, cfg, ws_root=ws.root, probe=False, tokenizer=tok)
+    monkeypatch.setenv("BALDISTILL_CACHE", str(tmp_path / "new-machine"))  # a machine that never built it
+    assert model.build_pending(cfg.student.model) == model.BUILD_SECONDS[cfg.student.model] > 0
+    first = estimate.estimate_run(conn, cfg, ws_root=ws.root, probe=False, tokenizer=tok)
+    assert startup(first).seconds - startup(built).seconds == pytest.approx(model.BUILD_SECONDS[cfg.student.model])
+    assert "building the model once" in startup(first).note and "building" not in startup(built).note
+    # without a tokenizer the estimate loads one, which builds the model: the run has nothing left to build
+    again = estimate.estimate_run(conn, cfg, ws_root=ws.root, probe=False)
+    assert model.build_pending(cfg.student.model) == 0
+    assert startup(again).seconds == pytest.approx(startup(built).seconds)
+    # a run's startup row keeps the build it paid; what it teaches the next estimate leaves it out
+    since_start = time.time() - psutil.Process().create_time()
+    rec = actuals.Recorder(conn, "r-build", tmp_path / "run", cfg)
+    rec.startup(build_s=since_start - 4.0)
+    row = actuals.load(tmp_path / "run")[0]
+    assert row["step"] == "startup" and row["seconds"] >= since_start
+    assert 4.0 <= throughput.stored(cfg.student.model)["startup_s"]["value"] < 4.0 + (row["seconds"] - since_start) + 1

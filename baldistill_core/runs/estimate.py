@@ -166,17 +166,22 @@ def estimate_run(conn, cfg, *, ws_root=None, probe: bool = True, tokenizer=None,
     """The estimate of ``cfg`` in this workspace and on this machine (see the module docstring)."""
     table = prices.load_table(prices.workspace_table(ws_root))
     price = prices.price_for(cfg.teacher, table)
-    ctx = RunContext.build(conn, cfg, tokenizer=tokenizer)
-    fig, probed = figures_for(ctx, probe=probe, budget_s=probe_budget_s)
+    # the tokenizer first: on a new machine it builds the built-in model, which the probe then measures
     tok = tokenizer or tokenizer_loader(cfg.student.model)()
+    ctx = RunContext.build(conn, cfg, tokenizer=tok)
+    fig, probed = figures_for(ctx, probe=probe, budget_s=probe_budget_s)
     t = cfg.teacher
     per_call = fig["teacher_latency_s"][0] / (t.concurrency if t.backend == "openai" else 1)
     try:
         teacher = ctx.teacher()
     except BalDistillError:  # e.g. no API key yet: the prompts are still counted, the cache is not read
         teacher = None
-    steps: list[StepEstimate] = [StepEstimate(-1, "startup", seconds=fig["startup_s"][0],
-                                              note="worker process start, imports, pool and model resolution")]
+    from baldistill_core.student.model import build_pending
+
+    build = build_pending(cfg.student.model)  # a first run on this machine converts the built-in model once
+    steps: list[StepEstimate] = [StepEstimate(-1, "startup", seconds=fig["startup_s"][0] + build,
+                                              note="worker process start, imports, pool and model resolution"
+                                                   + (f"; building the model once (~{build:.0f} s)" if build else ""))]
     base, last_ids = _eval_step(ctx, -1, cfg.eval.live_per_domain, fig)
     steps.append(base)
     hist, trained = StageHistory(), []

@@ -153,7 +153,12 @@ class Pipeline:
         runs.set_status(self.conn, self.run_id, runs.RunStatus.RUNNING)
         self.log(f"run {self.run_id}: method {self.method.label}, B={self.cfg.budget}, K={self.k}, "
                  f"student {self.cfg.student.model}, teacher {self.cfg.teacher.backend}")
-        self.actual.startup()
+        from baldistill_core.student.model import build_pending
+
+        b0, pending = time.perf_counter(), build_pending(self.cfg.student.model)
+        if pending:  # a first run on this machine builds the built-in model: startup, as the estimate counts it
+            self.base_path()
+        self.actual.startup(build_s=time.perf_counter() - b0 if pending else 0.0)
         if self.method.train:
             selection.check_budget(self.cfg, sum(len(v) for v in self.pool().values()))
         if not runs.has_metrics(self.conn, self.run_id, -1, "live"):

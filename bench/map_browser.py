@@ -10,7 +10,7 @@ that has a cached map:
 * payload: the bytes of every websocket frame the browser received for that load (the biggest one
   is the figure);
 * lasso: from the mouse button's release at the end of a lasso to the "N selected" heading and the
-  listed rows (the script idle again);
+  listed rows (the caption under the listing, which follows the table, and the script idle again);
 * server memory: the Streamlit process's resident set (VmRSS) after the load and after the lasso.
 """
 
@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+LISTED = re.compile(r"Rows [\d,]+–[\d,]+ of [\d,]+")
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 
@@ -64,8 +66,8 @@ def measure(workspace: Path, dataset: str, *, lasso: bool = False, log_dir: Path
             t0 = time.perf_counter()
             page.goto(f"{app.url}/map?dataset={dataset}")
             wait_for_app(page)
-            plot = page.locator('[data-testid="stPlotlyChart"]').first
-            plot.locator("canvas").first.wait_for(timeout=timeout_s * 1000)
+            plot = page.locator(".bd-wrap[data-ready='1']").first   # the canvas chart has drawn its points
+            plot.wait_for(timeout=timeout_s * 1000)
             wait_for_app(page)
             out["first_draw_s"] = time.perf_counter() - t0
             if page.locator('[data-testid="stException"]').count():
@@ -97,7 +99,8 @@ def _lasso(page, plot, frames: list[int], sent: list[int], timeout_s: float) -> 
     t = time.perf_counter()
     page.mouse.up()
     page.wait_for_selector('h3:has-text("selected")', timeout=timeout_s * 1000)
-    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=timeout_s * 1000)
+    # the caption under the listing ("Rows 1–50 of N") comes after the table in the same rerun
+    page.get_by_text(LISTED).first.wait_for(timeout=timeout_s * 1000)
     wait_for_app(page)
     seconds = time.perf_counter() - t
     heading = page.locator('h3:has-text("selected")').first.inner_text()

@@ -1,10 +1,11 @@
-"""Three ways to draw the Map, side by side on the same points, each through a real served Streamlit page in
-headless Chromium: the studio's plotly WebGL figure, a datashader raster, and Apple's Embedding Atlas
-Streamlit component (which ships the table to the browser and draws it with WebGPU / WebGL 2).
+"""Four ways to draw the Map, side by side on the same points, each through a real served Streamlit page in
+headless Chromium: the studio's canvas component (``studio_ui/map_canvas.py``, what the Map page uses), the
+plotly WebGL figure it replaced, a datashader raster, and Apple's Embedding Atlas Streamlit component
+(which ships the table to the browser and draws it with WebGPU / WebGL 2).
 
 For each renderer and size it reports time to first draw (``page.goto`` to a drawn canvas or image, script
 idle), the bytes the browser received (websocket frames + HTTP bodies: a component's JavaScript counts),
-the server process's resident memory, and for plotly the lasso round trip (the other two have no lasso the
+the server process's resident memory, and for canvas and plotly the lasso round trip (the other two have no lasso the
 page can read back: the raster has none, and Embedding Atlas selects in the browser's DuckDB and returns a
 SQL predicate, not timed here).
 
@@ -42,6 +43,23 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
 
 PAGES = {
+    "canvas": """
+        import numpy as np, streamlit as st
+        from baldistill_core.config import MapConfig
+        from baldistill_core.map.embed import MapData
+        from studio_ui import map_canvas, map_view
+        d = np.load(DATA)
+        names = [f"dom{i:02d}" for i in range(int(d["g"].max()) + 1)]
+        md = MapData("bench", "tfidf", "h", "cache", [str(i) for i in range(len(d["x"]))], [names[i] for i in d["g"]],
+                     d["x"], d["y"], d["g"], {i: n for i, n in enumerate(names)}, 0.0)
+        shown = md.display_sample(MapConfig().max_points)
+        labels = np.asarray(md.domains, dtype=object)[shown]
+        sc = map_canvas.scatter(md.x, md.y, labels, shown, map_view.group_colours(md, "domain", labels)[0])
+        picked = map_canvas.show(sc, key="map")
+        if picked:
+            st.subheader(f"{len(picked):,} selected")
+            st.dataframe({"id": [md.ids[i] for i in picked[:50]]})
+    """,
     "plotly": """
         import numpy as np, streamlit as st
         from baldistill_core.config import MapConfig
@@ -79,8 +97,8 @@ PAGES = {
         value = embedding_atlas(df, x="x", y="y", row_id="id")
     """,
 }
-NEEDS = {"plotly": "plotly", "datashader": "datashader", "embedding_atlas": "embedding_atlas"}
-DRAWN = {"plotly": '[data-testid="stPlotlyChart"] canvas', "datashader": '[data-testid="stImage"] img'}
+NEEDS = {"canvas": "streamlit", "plotly": "plotly", "datashader": "datashader", "embedding_atlas": "embedding_atlas"}
+DRAWN = {"canvas": ".bd-wrap[data-ready='1']", "plotly": '[data-testid="stPlotlyChart"] canvas', "datashader": '[data-testid="stImage"] img'}
 
 
 def points(n: int, seed: int, path: Path) -> None:
@@ -136,9 +154,8 @@ def measure(renderer: str, data: Path, tmp: Path, timeout_s: float = 120) -> dic
             out["received_mb"] = (sum(ws_in) + sum(http)) / 1e6
             out["websocket_mb"] = sum(ws_in) / 1e6
             out["server_rss_mb"] = _rss_mb(app.proc.pid)
-            if renderer == "plotly":
-                plot = page.locator('[data-testid="stPlotlyChart"]').first
-                out.update(_lasso(page, plot, ws_in, ws_out, timeout_s))
+            if renderer in ("plotly", "canvas"):
+                out.update(_lasso(page, page.locator(DRAWN[renderer]).first, ws_in, ws_out, timeout_s))
             page.screenshot(path=str(tmp / f"{renderer}.png"))
             browser.close()
     finally:

@@ -7,7 +7,7 @@ can turn the clusters into its domains ("pseudo-domains").
 import streamlit as st
 
 from baldistill_core.config import MapConfig
-from studio_ui import auth, bridge, map_view
+from studio_ui import auth, bridge, map_canvas, map_view
 
 st.title("Map")
 dataset = bridge.require_dataset()
@@ -67,7 +67,8 @@ cols[1].metric("Domains", len(set(md.domains)))
 cols[2].metric("Clusters", n_clusters)
 cols[3].metric("Unclustered", f"{noise / max(len(md), 1):.0%}", help="HDBSCAN noise: points in no dense group.")
 st.caption(f"{embedder} embeddings · UMAP (cosine, {fields['umap_neighbors'].default} neighbours) · "
-           f"loaded from the {md.source}. Lasso or box-select points to inspect them.")
+           f"loaded from the {md.source}. Lasso or box-select points to inspect them; the wheel zooms, "
+           "Pan drags, double-click resets.")
 
 max_points = fields["max_points"].default
 zoom_key = f"map_zoom_{dataset}_{h}_{embedder}"
@@ -86,40 +87,42 @@ elif len(md) > max_points:
 @st.fragment
 def chart_and_selection() -> None:
     """The chart and what a lasso selects. A fragment: a selection reruns this part only, not the page
-    above it (measured: bench/map_browser.py, lasso round trip)."""
-    event = st.plotly_chart(map_view.cached_figure(dataset, h, embedder, color_by, max_points, box),
-                            key=f"map_{dataset}_{embedder}_{color_by}_{box}",
-                            on_select="rerun", selection_mode=("lasso", "box"), width="stretch")
-    picked = map_view.selected_indices(event)
+    above it. The chart keeps its drawing across the rerun; only the selection's bits come up
+    (measured: bench/scale.py, lasso_100k_ms)."""
+    sc = map_view.cached_scatter(dataset, h, embedder, color_by, max_points, box)
+    picked = map_canvas.show(sc, key=f"map_{dataset}_{embedder}_{color_by}_{box}")
     if picked and box is None and len(md) > max_points:
         if st.button("Show this region at full detail", icon=":material/zoom_in:"):
             st.session_state[zoom_key] = map_view.selection_box(md, picked)
             st.rerun()
 
-    if picked:
-        st.subheader(f"{len(picked):,} selected")
-        left, right = st.columns([1, 2])
-        with left:
-            st.caption("Domain mix of the selection")
-            st.plotly_chart(map_view.mix_chart(md, picked), width="stretch", key="mix")
-        with right:
-            page_size = 50
-            n_pages = max(1, -(-len(picked) // page_size))
-            page = st.number_input(f"Page (of {n_pages})", min_value=1, max_value=n_pages, value=1, key="map_sel_page",
-                                   help="Texts are read for the listed page only.") if n_pages > 1 else 1
-            table = map_view.selection_table(md, picked, int(page) - 1, page_size)
-            sel = st.dataframe(table, width="stretch", hide_index=True, height=420, on_select="rerun",
-                               selection_mode="single-row", key="map_selection_table")
-            rows = sel.selection.rows if sel is not None else []
-            if rows and rows[0] < len(table):  # the clicked row, in full
-                r = table.iloc[rows[0]]
-                with st.container(border=True):
-                    st.caption(f"`{r['id']}` · domain **{r['domain']}** · cluster {r['cluster']}")
-                    st.text(r["text"])
-            else:
-                st.caption("Click a row's left edge to open that example in full.")
-    else:
-        st.caption("Nothing selected yet.")
+    # The listing's tables are on the page before any selection (empty), so a first lasso does not
+    # also wait for the browser to load the table code.
+    st.subheader(f"{len(picked):,} selected" if picked else "Selection")
+    if not picked:
+        st.caption("Nothing selected yet. Lasso or box-select points on the map to list them here.")
+    left, right = st.columns([1, 2])
+    with left:
+        st.caption("Domain mix of the selection")
+        st.text(map_view.mix_text(md, picked) if picked else "—")   # plain text: a table here cost ~90 ms a lasso
+    with right:
+        page_size = 50
+        n_pages = max(1, -(-len(picked) // page_size))
+        page = st.number_input(f"Page (of {n_pages})", min_value=1, max_value=n_pages, value=1, key="map_sel_page",
+                               help="Texts are read for the listed page only.") if n_pages > 1 else 1
+        table = map_view.selection_table(md, picked, int(page) - 1, page_size)
+        sel = st.dataframe(table, width="stretch", hide_index=True, height=420, on_select="rerun",
+                           selection_mode="single-row", key="map_selection_table")
+        rows = sel.selection.rows if sel is not None else []
+        if rows and rows[0] < len(table):  # the clicked row, in full
+            r = table.iloc[rows[0]]
+            with st.container(border=True):
+                st.caption(f"`{r['id']}` · domain **{r['domain']}** · cluster {r['cluster']}")
+                st.text(r["text"])
+        elif picked:  # after the table: once this is on the page, so are the listed rows
+            lo = (int(page) - 1) * page_size
+            st.caption(f"Rows {lo + 1:,}–{lo + len(table):,} of {len(picked):,}. Click a row's left edge to open "
+                       "that example in full.")
 
 
 chart_and_selection()

@@ -16,7 +16,7 @@ from baldistill_core.map import clusters
 from baldistill_core.map import pseudo_domains as pseudo
 from baldistill_core.map import embed
 from baldistill_core.config import MapConfig
-from studio_ui import bridge
+from studio_ui import bridge, map_canvas
 
 EMBEDDER_LABELS = {
     "minilm": "MiniLM sentence embeddings (best map; minutes on a CPU for thousands of texts)",
@@ -54,6 +54,7 @@ def compute_map(dataset: str, embedder: str) -> embed.MapData:
     bar.empty()
     load_map.clear()
     cached_figure.clear()
+    cached_scatter.clear()
     return md
 
 
@@ -62,6 +63,7 @@ def use_clusters_as_domains(dataset: str, embedder: str) -> dict[str, int]:
     st.cache_data.clear()  # domain counts and maps cached under the unchanged content hash
     load_map.clear()
     cached_figure.clear()
+    cached_scatter.clear()
     return counts
 
 
@@ -75,10 +77,35 @@ def group_labels(md: embed.MapData, color_by: str) -> list[str]:
     return md.domains
 
 
+def group_colours(md: embed.MapData, color_by: str, labels) -> tuple[dict[str, str], dict[str, float]]:
+    """Colours (largest group first, as the legend lists them) and opacities; noise is grey."""
+    names, counts = np.unique(np.asarray(labels, dtype=object).astype(str), return_counts=True)
+    colours, opacity, i = {}, {}, 0
+    for k in sorted(range(len(names)), key=lambda k: (-counts[k], names[k])):
+        name = str(names[k])
+        noise = color_by == "cluster" and name == clusters.NOISE_NAME
+        colours[name] = NOISE_COLOUR if noise else PALETTE[i % len(PALETTE)]
+        opacity[name] = 0.5 if noise else 0.8
+        i += 0 if noise else 1
+    return colours, opacity
+
+
+@st.cache_resource(show_spinner="Drawing the map…", max_entries=4)
+def cached_scatter(dataset: str, content_hash: str, embedder: str, color_by: str, max_points: int,
+                   box: tuple[float, float, float, float] | None = None) -> map_canvas.Scatter:
+    """The page's chart data, built once per map content + colouring (+ zoomed region)."""
+    md = load_map(dataset, content_hash, embedder)
+    shown = md.display_sample(max_points) if box is None else md.region(box, max_points)
+    labels = np.asarray(group_labels(md, color_by), dtype=object)[shown]
+    colours, opacity = group_colours(md, color_by, labels)
+    return map_canvas.scatter(md.x, md.y, labels, shown, colours, opacity)
+
+
 @st.cache_resource(show_spinner="Drawing the map…", max_entries=4)
 def cached_figure(dataset: str, content_hash: str, embedder: str, color_by: str, max_points: int,
                   box: tuple[float, float, float, float] | None = None) -> go.Figure:
-    """The figure, built once per map content + colouring (+ zoomed region): a rerun reuses it."""
+    """The plotly figure (the renderer the page used before its canvas chart; the benches compare
+    against it), built once per map content + colouring (+ zoomed region)."""
     md = load_map(dataset, content_hash, embedder)
     shown = md.display_sample(max_points) if box is None else md.region(box, max_points)
     return build_figure(md, color_by, shown=shown)
@@ -156,13 +183,14 @@ def selection_table(md: embed.MapData, idx: list[int], page: int = 0, page_size:
     })
 
 
-def mix_chart(md: embed.MapData, idx: list[int]) -> go.Figure:
-    mix = md.domain_mix(idx)
-    fig = go.Figure(go.Bar(x=list(mix.values()), y=list(mix.keys()), orientation="h",
-                           text=[f"{v} · {v / len(idx):.0%}" for v in mix.values()], textposition="auto"))
-    fig.update_layout(height=max(200, 24 * len(mix) + 60), margin=dict(l=0, r=0, t=10, b=0),
-                      yaxis=dict(autorange="reversed"), xaxis_title="selected examples")
-    return fig
+def mix_text(md: embed.MapData, idx: list[int], top: int = 20) -> str:
+    """The selection's domains, largest first, one per line: share, count, name (the first ``top``)."""
+    mix = list(md.domain_mix(idx).items())
+    width = len(f"{mix[0][1]:,}") if mix else 1
+    lines = [f"{v / len(idx):>4.0%}  {v:>{width},}  {d}" for d, v in mix[:top]]
+    if len(mix) > top:
+        lines.append(f"… and {len(mix) - top} more domains ({sum(v for _, v in mix[top:]):,} examples)")
+    return "\n".join(lines)
 
 
 def cluster_preview(md: embed.MapData) -> pd.DataFrame:

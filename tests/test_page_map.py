@@ -24,7 +24,7 @@ def run_page(dataset: str | None = None) -> AppTest:
 
 
 def charts(at: AppTest) -> list:
-    return at.get("plotly_chart")
+    return at.get("bidi_component")   # the canvas scatter (studio_ui/map_canvas.py)
 
 
 def test_bundled_map_draws_at_once(page_env):
@@ -75,3 +75,43 @@ def test_selection_maps_back_through_customdata(event, expected):
     from studio_ui import map_view
 
     assert map_view.selected_indices(event) == expected
+
+
+def test_a_canvas_selection_maps_back_to_the_map_and_only_for_its_own_points():
+    import numpy as np
+
+    from studio_ui import map_canvas
+
+    x, y = np.arange(10, dtype=float), np.arange(10, dtype=float) * 2
+    labels = np.array(["b", "a", "b", "b", "c"], dtype=object)
+    shown = np.array([9, 2, 5, 7, 0])                    # a sample of the map, in drawing order
+    sc = map_canvas.scatter(x, y, labels, shown, {"a": "#111", "b": "#222"})
+    assert [g["name"] for g in sc.groups] == ["b", "a", "c"] and [g["n"] for g in sc.groups] == [3, 1, 1]
+    assert sc.points["g"].tolist() == [0, 1, 0, 0, 2]     # group numbers follow the legend's order
+    assert sc.points["x"].tolist() == [9, 2, 5, 7, 0] and sc.points["y"].dtype == np.float32
+    assert sc.groups[2]["colour"] == "#4c78a8"           # a group without a colour gets the default
+    # the browser sends one bit per drawn point (little-endian within a byte), base64
+    import base64
+    bits = base64.b64encode(bytes([0b00010010])).decode()   # drawn points 1 and 4
+    assert map_canvas.decode({"key": sc.key, "bits": bits}, sc) == [0, 2]
+    assert map_canvas.decode({"key": "another figure", "bits": bits}, sc) == []
+    assert map_canvas.decode(None, sc) == [] and map_canvas.decode({"key": sc.key, "bits": ""}, sc) == []
+    assert map_canvas.decode(map_canvas.encode(sc, [7, 9, 0]), sc) == [0, 7, 9]
+    assert map_canvas.encode(sc, []) is None
+    # other points or colours make another key: an old selection never maps onto new points
+    assert map_canvas.scatter(x, y, labels, shown[::-1], {"a": "#111", "b": "#222"}).key != sc.key
+    assert map_canvas.scatter(x, y, labels, shown, {"a": "#111", "b": "#333"}).key != sc.key
+
+
+def test_the_selection_mix_lists_the_largest_domains_first_and_counts_the_rest():
+    import numpy as np
+
+    from baldistill_core.map import embed
+    from studio_ui import map_view
+
+    doms = ["a"] * 5 + ["b"] * 3 + ["c"] * 2 + ["d"]
+    md = embed.MapData("x", "tfidf", "h", "cache", [str(i) for i in range(len(doms))], doms, np.zeros(len(doms)),
+                       np.zeros(len(doms)), np.zeros(len(doms), dtype=np.int32), {})
+    assert map_view.mix_text(md, [0, 1, 5, 10]).splitlines() == [" 50%  2  a", " 25%  1  b", " 25%  1  d"]
+    lines = map_view.mix_text(md, list(range(11)), top=2).splitlines()
+    assert lines[:2] == [" 45%  5  a", " 27%  3  b"] and lines[2] == "… and 2 more domains (3 examples)"

@@ -190,12 +190,17 @@ function build(root, data, setStateValue) {
   };
   overlay.onpointermove = (e) => {
     const [px, py] = pos(e);
-    if (!st.drag) {  // hover: the group of the nearest point
-      const i = nearest(px, py);
-      if (i < 0) { tip.style.display = "none"; return; }
-      tip.textContent = groups[pts.g[i]].name;
-      tip.style.left = Math.min(px + 12, st.w - 160) + "px"; tip.style.top = py + 12 + "px";
-      tip.style.display = "block";
+    if (!st.drag) {  // hover: the group of the nearest point, looked up once per frame at most
+      st.hover = [px, py];
+      if (!st.hoverRaf) st.hoverRaf = requestAnimationFrame(() => {
+        st.hoverRaf = 0;
+        if (!st.hover || st.drag) return;
+        const [hx, hy] = st.hover, i = nearest(hx, hy);
+        if (i < 0) { tip.style.display = "none"; return; }
+        tip.textContent = groups[pts.g[i]].name;
+        tip.style.left = Math.min(hx + 12, st.w - 160) + "px"; tip.style.top = hy + 12 + "px";
+        tip.style.display = "block";
+      });
       return;
     }
     const d = st.drag;
@@ -233,7 +238,7 @@ function build(root, data, setStateValue) {
       select(() => false);
     }
   };
-  overlay.onpointerleave = () => { tip.style.display = "none"; };
+  overlay.onpointerleave = () => { st.hover = null; tip.style.display = "none"; };
   overlay.onwheel = (e) => {
     e.preventDefault();
     const [px, py] = pos(e), k = Math.exp(Math.sign(e.deltaY) * 0.15);

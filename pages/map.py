@@ -109,20 +109,21 @@ def chart_and_selection() -> None:
         page_size = 50
         n_pages = max(1, -(-len(picked) // page_size))
         page = st.number_input(f"Page (of {n_pages})", min_value=1, max_value=n_pages, value=1, key="map_sel_page",
-                               help="Texts are read for the listed page only.") if n_pages > 1 else 1
+                               help="Texts are read for the listed page only.", disabled=n_pages == 1)
         table = map_view.selection_table(md, picked, int(page) - 1, page_size)
         sel = st.dataframe(table, width="stretch", hide_index=True, height=420, on_select="rerun",
                            selection_mode="single-row", key="map_selection_table")
         rows = sel.selection.rows if sel is not None else []
-        if rows and rows[0] < len(table):  # the clicked row, in full
+        opened = bool(rows) and rows[0] < len(table)
+        if picked:  # after the table: once this is on the page, so are the listed rows
+            lo = (int(page) - 1) * page_size
+            st.caption(f"Rows {lo + 1:,}–{lo + len(table):,} of {len(picked):,}."
+                       + ("" if opened else " Click a row's left edge to open that example in full."))
+        if opened:  # the clicked row, in full
             r = table.iloc[rows[0]]
             with st.container(border=True):
                 st.caption(f"`{r['id']}` · domain **{r['domain']}** · cluster {r['cluster']}")
                 st.text(r["text"])
-        elif picked:  # after the table: once this is on the page, so are the listed rows
-            lo = (int(page) - 1) * page_size
-            st.caption(f"Rows {lo + 1:,}–{lo + len(table):,} of {len(picked):,}. Click a row's left edge to open "
-                       "that example in full.")
 
 
 chart_and_selection()

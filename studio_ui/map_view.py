@@ -77,7 +77,7 @@ def group_labels(md: embed.MapData, color_by: str) -> list[str]:
     return md.domains
 
 
-def group_colours(md: embed.MapData, color_by: str, labels) -> tuple[dict[str, str], dict[str, float]]:
+def group_colours(color_by: str, labels) -> tuple[dict[str, str], dict[str, float]]:
     """Colours (largest group first, as the legend lists them) and opacities; noise is grey."""
     names, counts = np.unique(np.asarray(labels, dtype=object).astype(str), return_counts=True)
     colours, opacity, i = {}, {}, 0
@@ -97,7 +97,7 @@ def cached_scatter(dataset: str, content_hash: str, embedder: str, color_by: str
     md = load_map(dataset, content_hash, embedder)
     shown = md.display_sample(max_points) if box is None else md.region(box, max_points)
     labels = np.asarray(group_labels(md, color_by), dtype=object)[shown]
-    colours, opacity = group_colours(md, color_by, labels)
+    colours, opacity = group_colours(color_by, labels)
     return map_canvas.scatter(md.x, md.y, labels, shown, colours, opacity)
 
 
@@ -127,17 +127,14 @@ def build_figure(md: embed.MapData, color_by: str = "domain", height: int = 640,
     x, y = np.asarray(md.x, dtype=np.float32)[shown], np.asarray(md.y, dtype=np.float32)[shown]
     groups, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     order = sorted(range(len(groups)), key=lambda g: (-counts[g], groups[g]))
+    colours, opacity = group_colours(color_by, labels)
     fig = go.Figure()
-    colour_i = 0
     for g in order:
         name = str(groups[g])
         idx = np.flatnonzero(inverse == g)
-        noise = color_by == "cluster" and name == clusters.NOISE_NAME
-        colour = NOISE_COLOUR if noise else PALETTE[colour_i % len(PALETTE)]
-        colour_i += 0 if noise else 1
         fig.add_trace(go.Scattergl(
             x=x[idx], y=y[idx], mode="markers", name=f"{name} ({len(idx)})",
-            marker=dict(size=4 if len(shown) > 2000 else 6, color=colour, opacity=0.5 if noise else 0.8),
+            marker=dict(size=4 if len(shown) > 2000 else 6, color=colours[name], opacity=opacity[name]),
             customdata=shown[idx].astype(np.int32),
             hovertemplate=f"<b>{_escape(name)}</b><extra></extra>",
         ))

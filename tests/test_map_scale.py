@@ -106,17 +106,21 @@ def test_sampled_hdbscan_finds_the_same_groups_as_the_full_run_tail_included():
     assert set(sampled[truth == 0]).isdisjoint(set(tail) - {-1})         # ... not merged into the head
 
 
-def test_umap_fitted_on_a_sample_places_the_rest_with_transform():
+def test_umap_fitted_on_a_sample_places_the_rest_with_transform(monkeypatch):
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(3, 16)) * 5
     emb = np.concatenate([rng.normal(c, 0.3, size=(150, 16)) for c in centres]).astype(np.float32)
     truth = np.repeat(np.arange(3), 150)
-    xy = clusters.umap_layout(emb, MapConfig(umap_fit_sample=150, umap_neighbors=10))
+    cfg = MapConfig(umap_fit_sample=150, umap_neighbors=10)
+    monkeypatch.setattr(clusters, "TRANSFORM_CHUNK", 100)   # 300 points to place: 3 parts
+    xy = clusters.umap_layout(emb, cfg, workers=1)
     assert xy.shape == (450, 2) and np.isfinite(xy).all()
     from sklearn.neighbors import KNeighborsClassifier
 
     purity = KNeighborsClassifier(5).fit(xy, truth).score(xy, truth)
     assert purity > 0.95
+    # the same parts transformed in two spawned worker processes: the very same coordinates
+    assert np.array_equal(clusters.umap_layout(emb, cfg, workers=2), xy)
 
 
 def test_a_region_of_a_sampled_map_shows_all_its_points():

@@ -14,6 +14,7 @@ on ``cluster_sample`` points and every other point takes the label of its neares
 from __future__ import annotations
 
 import functools
+import os
 import re
 import threading
 import warnings
@@ -95,9 +96,10 @@ def import_umap():
     return umap
 
 
-def umap_layout(emb: np.ndarray, cfg: MapConfig | None = None) -> np.ndarray:
+def umap_layout(emb: np.ndarray, cfg: MapConfig | None = None, workers: int | None = None) -> np.ndarray:
     """(n, 2) float32 UMAP coordinates; tiny inputs (< 4 points) get a trivial layout. Above
-    ``cfg.umap_fit_sample`` points the layout is fitted on a seeded sample and the rest transformed."""
+    ``cfg.umap_fit_sample`` points the layout is fitted on a seeded sample and the rest transformed,
+    in ``workers`` processes (default: one per core; the coordinates do not depend on it)."""
     cfg = cfg or MapConfig()
     emb = np.asarray(emb, dtype=np.float32)
     n = emb.shape[0]
@@ -118,10 +120,46 @@ def umap_layout(emb: np.ndarray, cfg: MapConfig | None = None) -> np.ndarray:
         out = np.empty((n, 2), dtype=np.float32)
         out[fit_idx] = reducer.fit_transform(emb[fit_idx])
         rest = np.setdiff1d(np.arange(n), fit_idx, assume_unique=True)
-        for i in range(0, len(rest), 50_000):   # bounded memory for the transform's neighbour graph
-            part = rest[i:i + 50_000]
-            out[part] = reducer.transform(emb[part])
+        parts = [rest[i:i + TRANSFORM_CHUNK] for i in range(0, len(rest), TRANSFORM_CHUNK)]  # bounded memory
+        for part, xy in zip(parts, _transform_parts(reducer, emb, parts, workers)):
+            out[part] = xy
         return out
+
+
+TRANSFORM_CHUNK = 50_000
+
+
+def _transform_parts(reducer, emb: np.ndarray, parts: list[np.ndarray], workers: int | None):
+    """``reducer.transform`` of each part, in order. The parts are independent, and each transform
+    seeds itself from the reducer's ``transform_seed``, so worker processes give the same coordinates
+    as one process (tested); ``workers`` None = one per core. Workers are spawned (not forked: the
+    caller may hold torch or numba thread pools) and receive the fitted reducer once."""
+    workers = min(len(parts), os.cpu_count() or 1) if workers is None else min(workers, len(parts))
+    if workers <= 1:
+        for part in parts:
+            yield reducer.transform(emb[part])
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(reducer,)) as pool:
+        yield from pool.map(_worker_transform, (emb[part] for part in parts))
+
+
+_WORKER_REDUCER = None
+
+
+def _worker_init(reducer) -> None:
+    global _WORKER_REDUCER
+    import_umap()   # numba's disk cache on in this process too
+    _WORKER_REDUCER = reducer
+
+
+def _worker_transform(chunk: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return _WORKER_REDUCER.transform(chunk).astype(np.float32)
 
 
 MAX_AUTO_MIN_CLUSTER = 200

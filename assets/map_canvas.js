@@ -5,7 +5,7 @@
 // zoom, pan, lasso and box selection in the browser. A selection goes back as one bit per drawn point
 // (base64), so its size does not depend on how many points are selected: 12.5 kB for 100k points. The
 // rerun a selection causes sends no points (we hold them); should we not, we ask for them (need_points).
-// Nothing here asks the server for anything; the rows of a selection are listed by the page.
+// The rows of a selection are listed by the page, which reads their texts by id.
 
 function columns(points) {
   // An Arrow table (the normal case) or, defensively, a plain object of arrays.

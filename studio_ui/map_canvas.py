@@ -103,30 +103,21 @@ def decode(selection, sc: Scatter) -> list[int]:
     return sorted(sc.shown[flags].tolist())
 
 
-def encode(sc: Scatter, picked: list[int]) -> dict | None:
-    """The inverse of :func:`decode`, for restoring a selection in a freshly mounted chart."""
-    if not picked:
-        return None
-    flags = np.isin(sc.shown, np.asarray(picked))
-    return {"key": sc.key, "n": int(flags.sum()), "bits": base64.b64encode(
-        np.packbits(flags, bitorder="little").tobytes()).decode()}
-
-
 def show(sc: Scatter, *, key: str, height: int = 640) -> list[int]:
     """Mount the chart; returns the selected points' map indices (sorted).
 
     The points go to the browser only when it may not have them: a rerun that a selection of these
-    very points caused (the selection carries their key) sends the groups and the selection alone,
-    and the browser keeps its drawing. Should it have lost the points after all (a remount), it asks
+    very points caused (the selection carries their key) sends the groups alone, and the browser
+    keeps its drawing and its selection. Should it have lost the points after all (a remount), it asks
     for them once (the ``need_points`` trigger) and this sends them on that rerun.
     """
     held = st.session_state.get(key)
     held_sel = _get(held, "selection")
     has_points = isinstance(held_sel, dict) and held_sel.get("key") == sc.key and not _get(held, "need_points")
-    data = {"key": sc.key, "groups": sc.groups, "height": height,
-            "selection": held_sel if isinstance(held_sel, dict) else None}
-    if not has_points:
+    data = {"key": sc.key, "groups": sc.groups, "height": height}
+    if not has_points:  # with the points, the selection to restore (a browser that holds them holds it too)
         data["points"] = sc.points
+        data["selection"] = held_sel if isinstance(held_sel, dict) else None
     result = _component(data=data, key=key, on_selection_change=lambda: None, on_need_points_change=lambda: None,
                         default={"selection": None})
     return decode(_get(result, "selection"), sc)

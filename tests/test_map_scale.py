@@ -106,7 +106,7 @@ def test_sampled_hdbscan_finds_the_same_groups_as_the_full_run_tail_included():
     assert set(sampled[truth == 0]).isdisjoint(set(tail) - {-1})         # ... not merged into the head
 
 
-def test_umap_fitted_on_a_sample_places_the_rest_with_transform(monkeypatch):
+def test_umap_fitted_on_a_sample_places_the_rest_with_transform(monkeypatch, tmp_path):
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(3, 16)) * 5
     emb = np.concatenate([rng.normal(c, 0.3, size=(150, 16)) for c in centres]).astype(np.float32)
@@ -119,7 +119,16 @@ def test_umap_fitted_on_a_sample_places_the_rest_with_transform(monkeypatch):
 
     purity = KNeighborsClassifier(5).fit(xy, truth).score(xy, truth)
     assert purity > 0.95
-    # the same parts transformed in two spawned worker processes: the very same coordinates
+    # the same parts transformed in two worker processes: the very same coordinates, even while the
+    # process's __main__ is a script that must not run again (Streamlit and AppTest run pages as __main__)
+    import sys
+    import types
+
+    page = tmp_path / "page.py"
+    page.write_text("raise SystemExit('a worker ran the page script again')\n")
+    main = types.ModuleType("__main__")
+    main.__file__ = str(page)
+    monkeypatch.setitem(sys.modules, "__main__", main)
     assert np.array_equal(clusters.umap_layout(emb, cfg, workers=2), xy)
 
 

@@ -132,34 +132,37 @@ TRANSFORM_CHUNK = 50_000
 def _transform_parts(reducer, emb: np.ndarray, parts: list[np.ndarray], workers: int | None):
     """``reducer.transform`` of each part, in order. The parts are independent, and each transform
     seeds itself from the reducer's ``transform_seed``, so worker processes give the same coordinates
-    as one process (tested); ``workers`` None = one per core. Workers are spawned (not forked: the
-    caller may hold torch or numba thread pools) and receive the fitted reducer once."""
+    as one process (tested); ``workers`` None = one per core.
+
+    The workers are fresh interpreters (``python -m baldistill_core.map.umap_worker``) that read the
+    pickled reducer and their parts from a temporary folder: not ``multiprocessing``, whose spawned
+    children re-run the parent's ``__main__``, and under Streamlit that is the page script."""
     workers = min(len(parts), os.cpu_count() or 1) if workers is None else min(workers, len(parts))
     if workers <= 1:
         for part in parts:
             yield reducer.transform(emb[part])
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_init, initargs=(reducer,)) as pool:
-        yield from pool.map(_worker_transform, (emb[part] for part in parts))
-
-
-_WORKER_REDUCER = None
-
-
-def _worker_init(reducer) -> None:
-    global _WORKER_REDUCER
-    import_umap()   # numba's disk cache on in this process too
-    _WORKER_REDUCER = reducer
-
-
-def _worker_transform(chunk: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return _WORKER_REDUCER.transform(chunk).astype(np.float32)
+    with tempfile.TemporaryDirectory(prefix="baldistill-umap-") as tmp:
+        folder = Path(tmp)
+        (folder / "reducer.pkl").write_bytes(pickle.dumps(reducer))
+        for i, part in enumerate(parts):
+            np.save(folder / f"in{i}.npy", emb[part])
+        root = str(Path(__file__).resolve().parents[2])   # this checkout, importable in the worker
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+        procs = [subprocess.Popen([sys.executable, "-m", "baldistill_core.map.umap_worker", tmp, str(w), str(workers),
+                                   str(len(parts))], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for w in range(workers)]
+        errors = [err.decode(errors="replace")[-1500:] for p in procs if (err := p.communicate()[1]) and p.returncode]
+        if errors:
+            raise RuntimeError(f"a UMAP transform worker failed: {errors[0]}")
+        for i in range(len(parts)):
+            yield np.load(folder / f"out{i}.npy")
 
 
 MAX_AUTO_MIN_CLUSTER = 200

@@ -38,8 +38,11 @@ def _cpu_flags() -> set[str]:
 def cpu_bf16_supported(flags: set[str] | None = None) -> bool:
     """True when the CPU computes bf16 natively (not emulated) and torch's oneDNN has bf16 kernels.
 
-    >>> cpu_bf16_supported({"avx512f", "avx512_bf16"}), cpu_bf16_supported({"avx2", "fma"})
-    (True, False)
+    Without a native bf16 flag it is False whatever torch says; with one, torch's oneDNN decides
+    (it checks the machine it runs on, so flags alone cannot make it True on a CPU without bf16).
+
+    >>> cpu_bf16_supported({"avx2", "fma"})
+    False
     """
     if flags is None:
         flags = _cached_flags()

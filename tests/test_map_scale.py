@@ -142,3 +142,16 @@ def test_a_region_of_a_sampled_map_shows_all_its_points():
     capped = md.region(box, 3000)                                       # a region larger than the cap
     assert len(capped) <= 3000 and set(capped.tolist()) <= set(inside.tolist())
     assert {md.domains[i] for i in capped} == {md.domains[i] for i in inside}
+
+
+class _NotInTheWorker:
+    """Pickled by reference to this test module, which a worker interpreter cannot import."""
+
+    def transform(self, x):
+        return x
+
+
+def test_a_failing_transform_worker_raises_with_its_error():
+    parts = [np.arange(3), np.arange(3, 6)]
+    with pytest.raises(RuntimeError, match=r"UMAP transform worker failed \(exit 1\).*ModuleNotFoundError"):
+        list(clusters._transform_parts(_NotInTheWorker(), np.zeros((6, 2), np.float32), parts, 2))

@@ -155,12 +155,16 @@ def _transform_parts(reducer, emb: np.ndarray, parts: list[np.ndarray], workers:
             np.save(folder / f"in{i}.npy", emb[part])
         root = str(Path(__file__).resolve().parents[2])   # this checkout, importable in the worker
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-        procs = [subprocess.Popen([sys.executable, "-m", "baldistill_core.map.umap_worker", tmp, str(w), str(workers),
-                                   str(len(parts))], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                 for w in range(workers)]
-        errors = [err.decode(errors="replace")[-1500:] for p in procs if (err := p.communicate()[1]) and p.returncode]
-        if errors:
-            raise RuntimeError(f"a UMAP transform worker failed: {errors[0]}")
+        procs = []
+        for w in range(workers):   # stderr to a file: a full pipe would stall a worker until its turn to be read
+            with open(folder / f"err{w}.txt", "wb") as err:
+                procs.append(subprocess.Popen([sys.executable, "-m", "baldistill_core.map.umap_worker", tmp, str(w),
+                                               str(workers), str(len(parts))], env=env, stdout=subprocess.DEVNULL,
+                                              stderr=err))
+        failed = [w for w, p in enumerate(procs) if p.wait()]
+        if failed:
+            text = (folder / f"err{failed[0]}.txt").read_text(errors="replace")[-1500:]
+            raise RuntimeError(f"a UMAP transform worker failed (exit {procs[failed[0]].returncode}): {text}")
         for i in range(len(parts)):
             yield np.load(folder / f"out{i}.npy")
 

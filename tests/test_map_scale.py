@@ -153,5 +153,5 @@ class _NotInTheWorker:
 
 def test_a_failing_transform_worker_raises_with_its_error():
     parts = [np.arange(3), np.arange(3, 6)]
-    with pytest.raises(RuntimeError, match=r"UMAP transform worker failed \(exit 1\).*ModuleNotFoundError"):
+    with pytest.raises(RuntimeError, match=r"(?s)UMAP transform worker failed \(exit 1\).*ModuleNotFoundError"):
         list(clusters._transform_parts(_NotInTheWorker(), np.zeros((6, 2), np.float32), parts, 2))

@@ -53,7 +53,6 @@ def compute_map(dataset: str, embedder: str) -> embed.MapData:
     md = embed.map_data(bridge.conn(), bridge.workspace(), dataset, embedder, progress=progress, status=status)
     bar.empty()
     load_map.clear()
-    cached_figure.clear()
     cached_scatter.clear()
     return md
 
@@ -62,7 +61,6 @@ def use_clusters_as_domains(dataset: str, embedder: str) -> dict[str, int]:
     counts = pseudo.apply_pseudo_domains(bridge.conn(), bridge.workspace(), dataset, embedder)
     st.cache_data.clear()  # domain counts and maps cached under the unchanged content hash
     load_map.clear()
-    cached_figure.clear()
     cached_scatter.clear()
     return counts
 
@@ -99,16 +97,6 @@ def cached_scatter(dataset: str, content_hash: str, embedder: str, color_by: str
     labels = np.asarray(group_labels(md, color_by), dtype=object)[shown]
     colours, opacity = group_colours(color_by, labels)
     return map_canvas.scatter(md.x, md.y, labels, shown, colours, opacity)
-
-
-@st.cache_resource(show_spinner="Drawing the map…", max_entries=4)
-def cached_figure(dataset: str, content_hash: str, embedder: str, color_by: str, max_points: int,
-                  box: tuple[float, float, float, float] | None = None) -> go.Figure:
-    """The plotly figure (the renderer the page used before its canvas chart; the benches compare
-    against it), built once per map content + colouring (+ zoomed region)."""
-    md = load_map(dataset, content_hash, embedder)
-    shown = md.display_sample(max_points) if box is None else md.region(box, max_points)
-    return build_figure(md, color_by, shown=shown)
 
 
 def selection_box(md: embed.MapData, idx: list[int]) -> tuple[float, float, float, float]:

@@ -39,16 +39,11 @@ def _rss_mb(pid: int) -> float:
 
 def open_page(browser, timeout_s: float):
     """A 1400x1000 page whose websocket frames are counted: ``(page, bytes received, bytes sent)`` lists."""
+    from conftest import count_frames
+
     page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
     page.set_default_timeout(timeout_s * 1000)
-    received: list[int] = []
-    sent: list[int] = []
-
-    def watch(ws):
-        ws.on("framereceived", lambda f: received.append(len(f)))
-        ws.on("framesent", lambda f: sent.append(len(f)))
-    page.on("websocket", watch)
-    return page, received, sent
+    return (page, *count_frames(page))
 
 
 def measure(workspace: Path, dataset: str, *, lasso: bool = False, log_dir: Path | None = None,

@@ -152,6 +152,18 @@ def page(browser):
     ctx.close()
 
 
+def count_frames(pg) -> tuple[list[int], list[int]]:
+    """Lists that collect the size of every websocket frame ``pg`` receives and sends from now on."""
+    received: list[int] = []
+    sent: list[int] = []
+
+    def watch(ws):
+        ws.on("framereceived", lambda f: received.append(len(f)))
+        ws.on("framesent", lambda f: sent.append(len(f)))
+    pg.on("websocket", watch)
+    return received, sent
+
+
 def wait_for_app(pg) -> None:
     """Wait until Streamlit finished running the script (no 'running' status widget)."""
     pg.wait_for_selector('[data-testid="stApp"]')

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import wait_for_app
+from conftest import count_frames, wait_for_app
 
 LISTED = re.compile(r"Rows 1–[\d,]+ of [\d,]+")
 
@@ -16,13 +16,7 @@ pytestmark = pytest.mark.browser
 
 
 def test_map_payload_has_no_text_and_a_lasso_lists_the_rows(served_app, page, browser_output):
-    frames: list[int] = []
-    sent: list[int] = []
-
-    def watch(ws):
-        ws.on("framereceived", lambda f: frames.append(len(f)))
-        ws.on("framesent", lambda f: sent.append(len(f)))
-    page.on("websocket", watch)
+    frames, sent = count_frames(page)
     t0 = time.perf_counter()
     page.goto(f"{served_app.url}/map?dataset=r52")
     wait_for_app(page)

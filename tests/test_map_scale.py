@@ -106,6 +106,35 @@ def test_sampled_hdbscan_finds_the_same_groups_as_the_full_run_tail_included():
     assert set(sampled[truth == 0]).isdisjoint(set(tail) - {-1})         # ... not merged into the head
 
 
+def test_a_cluster_holding_most_of_the_points_is_split_at_its_bridge():
+    rng = np.random.default_rng(0)
+    big = [rng.normal((0, 0), 1.0, size=(1500, 2)), rng.normal((6, 0), 1.0, size=(1200, 2))]
+    t = rng.uniform(0, 6, size=300)
+    small = [rng.normal(c, 0.5, size=(150, 2)) for c in [(-15, 10), (20, 12), (3, -15)]]
+    pts = np.concatenate([*big, np.c_[t, rng.normal(0, 0.3, size=300)], *small])
+    truth = np.r_[np.zeros(1500), np.ones(1200), np.full(300, -1), np.repeat([2, 3, 4], 150)]
+    m = clusters.min_cluster_size(len(pts))
+    once = clusters._hdbscan(pts, m)
+    assert np.bincount(once[once >= 0]).max() == 3000          # HDBSCAN alone: both blobs and the bridge, one cluster
+    got = clusters.hdbscan_clusters(pts)
+    a, b = (np.bincount(got[truth == k][got[truth == k] >= 0]).argmax() for k in (0, 1))
+    assert a != b
+    assert (got[truth == 0] == a).mean() > 0.9 and (got[truth == 1] == b).mean() > 0.9
+    assert (got == clusters.NOISE).sum() <= (once == clusters.NOISE).sum()      # nobody clustered became noise
+    assert np.bincount(got[got >= 0]).max() <= clusters.MAJORITY * len(pts)
+
+
+def test_on_the_bundled_r52_map_earn_and_acq_are_two_clusters(ws):
+    w, conn = ws
+    md = embed.map_data(conn, w, "r52", "minilm", compute=False)
+    doms = np.asarray(md.domains)
+    got = clusters.hdbscan_clusters(np.c_[md.x, md.y])
+    top = {d: np.bincount(got[doms == d][got[doms == d] >= 0]).argmax() for d in ("earn", "acq")}
+    assert top["earn"] != top["acq"]
+    assert adjusted_rand_score(doms, got) > 0.5                   # 0.375 with earn and acq as one cluster
+    assert np.array_equal(got, md.cluster)                        # the shipped map carries these clusters
+
+
 def test_umap_fitted_on_a_sample_places_the_rest_with_transform(monkeypatch, tmp_path):
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(3, 16)) * 5

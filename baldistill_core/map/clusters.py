@@ -188,9 +188,7 @@ def min_cluster_size(n: int, cfg: MapConfig | None = None) -> int:
 def hdbscan_clusters(coords: np.ndarray, cfg: MapConfig | None = None) -> np.ndarray:
     """HDBSCAN labels on the 2-D layout; -1 marks noise. Above ``cfg.cluster_sample`` points HDBSCAN
     runs on a seeded sample (``min_cluster_size`` scaled to it) and the rest take their nearest
-    sampled point's label."""
-    from sklearn.cluster import HDBSCAN
-
+    sampled point's label. A cluster with most of the points is split (``split_majority``)."""
     cfg = cfg or MapConfig()
     coords = np.asarray(coords, dtype=np.float64)
     n = coords.shape[0]
@@ -200,8 +198,7 @@ def hdbscan_clusters(coords: np.ndarray, cfg: MapConfig | None = None) -> np.nda
     idx = sample_index(n, cfg.cluster_sample, cfg.random_state)
     if len(idx) < n:
         m = max(5, round(m * len(idx) / n))
-    labels = HDBSCAN(min_cluster_size=m, min_samples=max(2, min(m, 10)),
-                     copy=True).fit_predict(coords[idx]).astype(np.int32)
+    labels = split_majority(coords[idx], _hdbscan(coords[idx], m), m)
     if len(idx) == n:
         return labels
     from sklearn.neighbors import KDTree
@@ -212,6 +209,53 @@ def hdbscan_clusters(coords: np.ndarray, cfg: MapConfig | None = None) -> np.nda
     nearest = KDTree(coords[idx]).query(coords[rest], k=1, return_distance=False)[:, 0]
     out[rest] = labels[nearest]
     return out
+
+
+MAJORITY = 0.5
+MIN_PART = 0.25
+
+
+def _hdbscan(coords: np.ndarray, m: int) -> np.ndarray:
+    from sklearn.cluster import HDBSCAN
+
+    return HDBSCAN(min_cluster_size=m, min_samples=max(2, min(m, 10)), copy=True).fit_predict(coords).astype(np.int32)
+
+
+def split_majority(coords: np.ndarray, labels: np.ndarray, m: int, passes: int = 3) -> np.ndarray:
+    """A cluster holding more than ``MAJORITY`` of the points is clustered again on its own points.
+
+    HDBSCAN's excess-of-mass choice keeps two big groups joined by a thin bridge as one cluster when
+    the joined cluster is more stable than its halves (on the bundled R52 map, earn and acq: 55% of
+    the points in one cluster). On its own points HDBSCAN must split it (it never returns the whole
+    input as one cluster), so the halves come apart; points that the second pass calls noise join
+    the nearest of the new clusters, so no point that was clustered becomes noise.
+
+    The split is kept only when it has two parts of at least ``MIN_PART`` of the cluster each: two
+    groups under one name. Forced to split one round blob (a real domain with half the pool),
+    HDBSCAN peels off a small rim instead (a 16% part, in the test of a 6,000-point blob), and the
+    cluster stays whole. On R52 the parts are 50% and 40% of the joined cluster.
+    """
+    labels = np.asarray(labels, dtype=np.int32).copy()
+    n = len(labels)
+    for _ in range(passes):
+        sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, int)
+        big = np.flatnonzero(sizes > MAJORITY * n)
+        if not len(big):
+            break
+        idx = np.flatnonzero(labels == big[0])
+        sub = _hdbscan(coords[idx], m)
+        kept = sub >= 0
+        parts = np.sort(np.bincount(sub[kept]))[::-1] if kept.any() else []
+        if len(parts) < 2 or parts[1] < MIN_PART * len(idx):
+            break
+        if not kept.all():
+            from sklearn.neighbors import KDTree
+
+            near = KDTree(coords[idx][kept]).query(coords[idx][~kept], k=1, return_distance=False)[:, 0]
+            sub[~kept] = sub[kept][near]
+        top = labels.max() + 1
+        labels[idx] = np.where(sub == 0, big[0], top + sub - 1)
+    return labels
 
 
 _WORD = re.compile(r"[^\W\d_]{3,}")

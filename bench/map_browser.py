@@ -114,7 +114,15 @@ def _lasso(page, plot, frames: list[int], sent: list[int], timeout_s: float) -> 
 _WATCH = """() => {
   window.__benchUp = null; window.__benchListed = null;
   window.addEventListener("pointerup", () => { window.__benchUp = performance.now(); }, {capture: true, once: true});
-  const caption = () => (document.body.innerText.match(/Rows [0-9,]+–[0-9,]+ of [0-9,]+/) || [null])[0];
+  // textContent of the captions only: innerText of the whole body, on every mutation, forced a layout
+  // of the page each time and so slowed the very rerun it timed
+  const caption = () => {
+    for (const el of document.querySelectorAll('[data-testid="stCaptionContainer"]')) {
+      const m = el.textContent.match(/Rows [0-9,]+–[0-9,]+ of [0-9,]+/);
+      if (m) return m[0];
+    }
+    return null;
+  };
   const before = caption();   // a listing already on the page must change first
   const seen = () => { const now = caption(); return now !== null && now !== before; };
   const obs = new MutationObserver(() => {

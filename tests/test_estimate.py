@@ -311,8 +311,28 @@ def test_a_first_run_pays_building_the_model_once_and_the_next_startup_does_not(
     assert startup(again).seconds == pytest.approx(startup(built).seconds)
     # a run's startup row keeps the build it paid; what it teaches the next estimate leaves it out
     since_start = time.time() - psutil.Process().create_time()
+    monkeypatch.setattr(actuals, "_recorders_in_process", 0)   # this process's first run
     rec = actuals.Recorder(conn, "r-build", tmp_path / "run", cfg)
     rec.startup(build_s=since_start - 4.0)
     row = actuals.load(tmp_path / "run")[0]
     assert row["step"] == "startup" and row["seconds"] >= since_start
     assert 4.0 <= throughput.stored(cfg.student.model)["startup_s"]["value"] < 4.0 + (row["seconds"] - since_start) + 1
+
+
+def test_the_next_run_of_a_sweep_in_the_same_process_counts_its_startup_from_its_own_start(tiny, tmp_path, monkeypatch):
+    import psutil
+
+    ws, conn, _ = tiny
+    cfg = tiny_config()
+    monkeypatch.setattr(actuals, "_recorders_in_process", 0)
+    first = actuals.Recorder(conn, "r-1", tmp_path / "r1", cfg)
+    first.startup()
+    age = time.time() - psutil.Process().create_time()
+    assert actuals.load(tmp_path / "r1")[0]["seconds"] == pytest.approx(age, abs=1.0)   # the process's start
+    time.sleep(1.5)                                                                   # the first run's work
+    second = actuals.Recorder(conn, "r-2", tmp_path / "r2", cfg)
+    time.sleep(0.2)                                                                   # loading its model
+    second.startup()
+    took = actuals.load(tmp_path / "r2")[0]["seconds"]
+    assert 0.2 <= took < 1.0          # not the process's age, which holds the first run (>= age + 1.5)
+    assert throughput.stored(cfg.student.model)["startup_s"]["value"] < age

@@ -40,20 +40,32 @@ def load(folder: str | Path) -> list[dict]:
         return []
 
 
+_recorders_in_process = 0   # a sweep on a CPU runs its runs one after another in one process
+
+
 class Recorder:
     def __init__(self, conn, run_id: str, folder: str | Path, cfg):
+        global _recorders_in_process
         self.conn, self.run_id, self.folder, self.cfg = conn, run_id, Path(folder), cfg
         self._open: list[dict] = []
+        self.created = time.time()
+        self.first_in_process = _recorders_in_process == 0
+        _recorders_in_process += 1
 
     def startup(self, build_s: float = 0.0) -> None:
         """Record the time from this process's start to now (call it just before the first step);
-        ``build_s`` of it built the model once, a one-off the next run's startup does not pay."""
+        ``build_s`` of it built the model once, a one-off the next run's startup does not pay.
+
+        A later run in the same process (the next run of a sweep) counts from its own start instead:
+        from the process's start it would count every run before it as its startup, and teach the
+        next estimate a startup of many minutes."""
         try:
             import psutil
 
-            seconds = time.time() - psutil.Process().create_time()
+            since = psutil.Process().create_time() if self.first_in_process else self.created
         except Exception:  # no psutil or no /proc: nothing to record
             return
+        seconds = time.time() - since
         rec = {"stage": -1, "step": "startup", "units": 0}
         row = self._row(rec, "startup", seconds, None)
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -12,11 +12,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# The throughput store the estimates learn from: a fresh one per test session (served apps and workers
-# inherit it). Without this the suite read this machine's real store (a startup of 1.8 h that a sweep had
-# recorded refused a test's launch) and taught it the test runs' fake teachers and tiny models.
-os.environ["BALDISTILL_THROUGHPUTS"] = str(Path(tempfile.mkdtemp(prefix="baldistill-test-throughputs-"))
-                                           / "throughputs.json")
+
+
+def pytest_configure(config):
+    """The throughput store the estimates learn from: a fresh one per test session (served apps and
+    workers inherit it). Without this the suite read this machine's real store (a startup of 1.8 h that
+    a sweep had recorded refused a test's launch) and taught it the test runs' fake teachers and tiny
+    models. A hook, not module code: the benches that import this file keep their own store."""
+    os.environ["BALDISTILL_THROUGHPUTS"] = str(Path(tempfile.mkdtemp(prefix="baldistill-test-throughputs-"))
+                                               / "throughputs.json")
+
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "test-output"

@@ -201,14 +201,18 @@ def hdbscan_clusters(coords: np.ndarray, cfg: MapConfig | None = None) -> np.nda
     labels = split_majority(coords[idx], _hdbscan(coords[idx], m), m)
     if len(idx) == n:
         return labels
-    from sklearn.neighbors import KDTree
-
     out = np.empty(n, dtype=np.int32)
     out[idx] = labels
     rest = np.setdiff1d(np.arange(n), idx, assume_unique=True)
-    nearest = KDTree(coords[idx]).query(coords[rest], k=1, return_distance=False)[:, 0]
-    out[rest] = labels[nearest]
+    out[rest] = labels[_nearest(coords[idx], coords[rest])]
     return out
+
+
+def _nearest(known: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """For each ``query`` point, the index of its nearest ``known`` point (a KD-tree, n log n)."""
+    from sklearn.neighbors import KDTree
+
+    return KDTree(known).query(query, k=1, return_distance=False)[:, 0]
 
 
 MAJORITY = 0.5
@@ -249,10 +253,7 @@ def split_majority(coords: np.ndarray, labels: np.ndarray, m: int, passes: int =
         if len(parts) < 2 or parts[1] < MIN_PART * len(idx):
             break
         if not kept.all():
-            from sklearn.neighbors import KDTree
-
-            near = KDTree(coords[idx][kept]).query(coords[idx][~kept], k=1, return_distance=False)[:, 0]
-            sub[~kept] = sub[kept][near]
+            sub[~kept] = sub[kept][_nearest(coords[idx][kept], coords[idx][~kept])]
         top = labels.max() + 1
         labels[idx] = np.where(sub == 0, big[0], top + sub - 1)
     return labels

@@ -172,3 +172,41 @@ def test_a_million_row_import_failing_at_row_900000_keeps_the_old_version(empty_
         import_dataset(conn, _spec(bad), replace=True)
     assert _snapshot(conn, "big") == before
     assert store.examples(conn, "big", ids=["e899998"]) == []
+
+
+def test_a_name_taken_between_the_check_and_the_write_is_refused_under_the_lock(empty_ws, tmp_path):
+    # import_dataset checks the name before reading the file; another process may take the name before
+    # the write lock is ours. import_stream checks again inside the transaction, so it never replaces.
+    _, conn = empty_ws
+    import_dataset(conn, _spec(_write(tmp_path / "a.jsonl", 30), name="shared"))
+    before = _snapshot(conn, "shared")
+    with pytest.raises(DataError, match="'shared' already exists.*--replace"):
+        importing.import_stream(conn, _spec(_write(tmp_path / "b.jsonl", 12, start=500), name="shared"))
+    assert _snapshot(conn, "shared") == before
+    importing.import_stream(conn, _spec(tmp_path / "b.jsonl", name="shared"), replace=True)
+    assert _snapshot(conn, "shared")[1] == 12
+
+
+def test_demos_imported_by_another_process_meanwhile_are_kept(empty_ws, monkeypatch):
+    from baldistill_core.data import loading
+
+    _, conn = empty_ws
+    assert sorted(loading.ensure_bundled(conn)) == sorted(bundled_specs())
+    hashes = {d["name"]: d["content_hash"] for d in store.list_datasets(conn)}
+    # A stale look: this process saw no demos, another imported them before our writes.
+    monkeypatch.setattr(loading.store, "list_datasets", lambda c: [])
+    assert loading.ensure_bundled(conn) == []
+    monkeypatch.undo()
+    assert {d["name"]: d["content_hash"] for d in store.list_datasets(conn)} == hashes
+
+
+def test_processes_opening_a_fresh_workspace_together_all_succeed(tmp_path):
+    # The dashboard and two workers may open one new workspace at once: each imports the demos only if
+    # no one else has, and none fails (a worker that exited 2 here was a CI failure).
+    code = ("import sys; from baldistill_core.workspace import open_workspace; "
+            "w, c = open_workspace(sys.argv[1]); print(len(c.execute('SELECT name FROM datasets').fetchall()))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "ws")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-2000:] for o in outs]
+    assert {o[0].strip() for o in outs} == {str(len(bundled_specs()))}

@@ -125,7 +125,9 @@ def _run(args) -> int:
     from baldistill_core.runs import jobs
     from baldistill_core.runs import records as runs
 
-    ws, conn = open_workspace(args.workspace)
+    # A run's worker needs only the run's own dataset, which is in the workspace already: it never
+    # imports the demos (two workers starting together would race to).
+    ws, conn = open_workspace(args.workspace, bundled=not args.run_id)
     if args.run_id:
         return jobs.run_worker(ws, conn, args.run_id, echo=lambda m: print(m, flush=True))
     if not args.config:
@@ -254,7 +256,7 @@ def _resume(args) -> int:
     from baldistill_core.runs import jobs
     from baldistill_core.runs import records as runs
 
-    ws, conn = open_workspace(args.workspace)
+    ws, conn = open_workspace(args.workspace, bundled=False)  # an existing run: no demo import
     teacher = None
     if args.teacher:
         from baldistill_core.config import TeacherConfig

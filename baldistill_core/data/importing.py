@@ -151,8 +151,13 @@ def _write_split(w: _Writer, spec: DatasetSpec, split: str, path: str, uploads, 
 
 
 def import_stream(conn: sqlite3.Connection, spec: DatasetSpec, *, uploads: dict[str, bytes] | None = None,
-                  base_dir: Path | None = None, bundled: bool = False, append: bool = False) -> ImportResult:
-    """Validate and write ``spec``'s files in one transaction, a chunk at a time (see the module doc)."""
+                  base_dir: Path | None = None, bundled: bool = False, append: bool = False,
+                  replace: bool = False) -> ImportResult:
+    """Validate and write ``spec``'s files in one transaction, a chunk at a time (see the module doc).
+    The name is checked again under the write lock: a dataset another process imported meanwhile is
+    replaced only with ``replace=True``."""
+    from baldistill_core.data.manage import check_name_free
+
     uploads = uploads or {}
     normalize.check_uploads(spec, uploads)
     normalize.check_distinct_splits(spec)
@@ -161,6 +166,7 @@ def import_stream(conn: sqlite3.Connection, spec: DatasetSpec, *, uploads: dict[
         if append:
             _check_append(spec, prev)
         else:
+            check_name_free(conn, spec.name, replace=replace)
             conn.execute("DELETE FROM examples WHERE dataset = ?", (spec.name,))
             conn.execute("DELETE FROM datasets WHERE name = ?", (spec.name,))
             conn.execute("INSERT INTO datasets(name, spec, content_hash, n_train, n_test, bundled, created_at)"

@@ -100,7 +100,8 @@ def import_dataset(conn, spec: DatasetSpec, *, uploads: dict[str, bytes] | None 
 
     if not append:
         check_name_free(conn, spec.name, replace=replace)
-    return import_stream(conn, spec, uploads=uploads, base_dir=base_dir, bundled=bundled, append=append)
+    return import_stream(conn, spec, uploads=uploads, base_dir=base_dir, bundled=bundled, append=append,
+                         replace=replace)
 
 
 # ---------------------------------------------------------------- bundled demo data
@@ -120,13 +121,21 @@ def bundled_specs() -> dict[str, DatasetSpec]:
 
 
 def ensure_bundled(conn) -> list[str]:
-    """Import bundled datasets that are missing from the workspace; returns the names imported."""
+    """Import bundled datasets that are missing from the workspace; returns the names imported.
+    Processes opening one workspace at once (two workers, a worker and the dashboard) may race here:
+    a demo that another process imported meanwhile is kept as it is."""
     have = {d["name"] for d in store.list_datasets(conn)}
     imported = []
     for name, spec in bundled_specs().items():
-        if name not in have:
+        if name in have:
+            continue
+        try:
             import_dataset(conn, spec, bundled=True)
-            imported.append(name)
+        except DataError:
+            if store.get_dataset(conn, name) is None:
+                raise
+            continue  # imported by another process between our look and our write
+        imported.append(name)
     return imported
 
 

@@ -146,10 +146,10 @@ class StudentConfig(_Strict):
     bf16: bool = Field(False, description="bf16 mixed precision on a GPU (untested on hardware here).")
     cpu_bf16: bool = Field(
         True, description="bf16 autocast for training and generation on a CPU with native bf16 (AVX512-BF16 / "
-        "AMX): about 1.9x faster training; fp32 on CPUs without it. Off = fp32 everywhere."
+        "AMX): 1.6-1.9x faster training; fp32 on CPUs without it. Off = fp32 everywhere."
     )
     cpu_bf16_ifd: bool = Field(
-        False, description="Score IFD under the same bf16 autocast too (with cpu_bf16 on): 1.4x faster, but on 64 "
+        False, description="Score IFD under the same bf16 autocast too (with cpu_bf16 on): 1.4-1.5x faster, but on 64 "
         "R52 prompts bf16 changed half the greedy rationales and kept 13 of fp32's top 16 picks, so IFD "
         "selection stays fp32 unless you turn this on."
     )

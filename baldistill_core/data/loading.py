@@ -95,11 +95,8 @@ def import_dataset(conn, spec: DatasetSpec, *, uploads: dict[str, bytes] | None 
     """Validate and write the dataset in one transaction, streaming the file a chunk at a time:
     add it, replace an existing one only with ``replace=True`` (a failed import leaves the old
     version intact), or with ``append`` add a part. A name in use without ``replace`` (bundled demos
-    included) is a DataError saying how to confirm."""
-    from baldistill_core.data.manage import check_name_free
-
-    if not append:
-        check_name_free(conn, spec.name, replace=replace)
+    included) is a DataError saying how to confirm, raised before any row is read (``import_stream``
+    checks the name under the write lock, so an import by another process meanwhile counts too)."""
     return import_stream(conn, spec, uploads=uploads, base_dir=base_dir, bundled=bundled, append=append,
                          replace=replace)
 

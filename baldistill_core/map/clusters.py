@@ -242,14 +242,14 @@ def split_majority(coords: np.ndarray, labels: np.ndarray, m: int, passes: int =
     labels = np.asarray(labels, dtype=np.int32).copy()
     n = len(labels)
     for _ in range(passes):
-        sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, int)
+        sizes = np.bincount(labels[labels >= 0])
         big = np.flatnonzero(sizes > MAJORITY * n)
         if not len(big):
             break
         idx = np.flatnonzero(labels == big[0])
         sub = _hdbscan(coords[idx], m)
         kept = sub >= 0
-        parts = np.sort(np.bincount(sub[kept]))[::-1] if kept.any() else []
+        parts = np.sort(np.bincount(sub[kept]))[::-1]
         if len(parts) < 2 or parts[1] < MIN_PART * len(idx):
             break
         if not kept.all():
